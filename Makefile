@@ -1,0 +1,35 @@
+# Two entry points a new user needs: `make demo` and `make test` (README.md). Both build .venv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench system-deps dashboards
+
+$(VENV)/.installed-demo: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[demo]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[demo,test]'
+	touch $@ $(VENV)/.installed-demo
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/llmmeter demo
+
+system-deps:
+	bash scripts/system-deps.sh
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+
+test: system-deps $(VENV)/.installed-test lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/bench_overhead.py
+
+dashboards: $(VENV)/.installed-test
+	$(PY) dashboards/build.py

@@ -1,0 +1,276 @@
+"""Generate ``collector/rules/llmmeter-alerts.yaml`` (Prometheus alerting rules) from ``llmmeter.names``.
+
+Why a generator: every metric and label name in the rules comes from ``llmmeter.names`` (through
+``metric_prometheus_name()`` / ``prometheus_label()``), so a rename there propagates here, and thresholds
+are parameters rather than numbers buried in PromQL. ``tests/test_alert_rules.py`` regenerates the file
+and fails when the committed copy differs; ``collector/rules/tests/*.yaml`` are ``promtool test rules``
+unit tests for every rule, written against the default thresholds.
+
+Usage::
+
+    python collector/rules/build_rules.py                          # rewrite the committed file
+    python collector/rules/build_rules.py --set daily_budget_usd=250 --set monthly_budget_usd=5000 \\
+        --out /etc/prometheus/rules/llmmeter-alerts.yaml           # your own thresholds
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+from typing import Any
+
+import yaml
+from llmmeter import names
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUTPUT = HERE / "llmmeter-alerts.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds; every field can be overridden with ``--set field=value``."""
+
+    daily_budget_usd: float = 100.0  # org-wide spend per rolling 24 h
+    monthly_budget_usd: float = 2000.0  # org-wide spend per rolling 30 days
+    user_tokens_per_hour: float = 50000.0  # input+output tokens one user may use per hour
+    spike_factor: float = 2.0  # this hour's spend vs the same hour last week
+    spike_min_usd_per_hour: float = 1.0  # ...but only when this hour's spend is at least this
+    estimated_share: float = 0.2  # share of requests whose tokens were estimated with tiktoken
+    cache_hit_drop_factor: float = 0.5  # cache-hit ratio this hour vs the last day
+    cache_hit_min_baseline: float = 0.1  # ...only where the last day's ratio was at least this
+    verbosity_factor: float = 2.0  # mean output tokens per call this hour vs the last day
+    verbosity_min_tokens: float = 200.0  # ...only when this hour's mean is at least this
+    error_ratio: float = 0.05  # share of requests with status "error" over 10 minutes
+
+
+def _n(value: float) -> str:
+    """A threshold as PromQL text: 100.0 -> "100", 0.05 -> "0.05"."""
+    return f"{value:g}"
+
+
+def _sel(metric: str, **labels: str) -> str:
+    """``metric{label="value", ...}``; a value starting with ``~`` becomes a regex match, ``!`` a negation."""
+    parts = []
+    for key, value in labels.items():
+        if value.startswith("~"):
+            parts.append(f'{key}=~"{value[1:]}"')
+        elif value.startswith("!"):
+            parts.append(f'{key}!="{value[1:]}"')
+        else:
+            parts.append(f'{key}="{value}"')
+    return f"{metric}{{{', '.join(parts)}}}" if parts else metric
+
+
+def build(t: Thresholds) -> dict[str, Any]:
+    """The rules file as a dict (one group per concern)."""
+    lbl = names.prometheus_label
+    cost = names.metric_prometheus_name(names.METRIC_COST)
+    tokens = names.metric_prometheus_name(names.METRIC_TOKENS)
+    requests = names.metric_prometheus_name(names.METRIC_REQUESTS)
+    token_usage = names.metric_prometheus_name(names.METRIC_TOKEN_USAGE)
+    budget_spend = names.metric_prometheus_name(names.METRIC_BUDGET_SPEND)
+    trips = names.metric_prometheus_name(names.METRIC_LOOP_GUARD_TRIPS)
+    provider, model = lbl(names.PROVIDER), lbl(names.REQUEST_MODEL)
+    token_type, sc_token_type = lbl(names.LABEL_TOKEN_TYPE), lbl(names.TOKEN_TYPE)
+    status, priced, estimated = lbl(names.LABEL_STATUS), lbl(names.LABEL_PRICED), lbl(names.LABEL_ESTIMATED)
+    budget, guard = lbl(names.LABEL_BUDGET), lbl(names.LABEL_GUARD)
+    service = lbl(SERVICE_NAME)
+    user = names.ATTRIBUTION_LABEL_PREFIX + "user"
+    by_model = f"{provider}, {model}"
+
+    def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str, **labels: str) -> dict:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": for_,
+            "labels": {"severity": severity, **labels},
+            "annotations": {"summary": summary, "description": description},
+        }
+
+    daily = f"sum(increase({cost}[1d]))"
+    monthly = f"sum(increase({cost}[30d]))"
+    budget_rules = [
+        alert(
+            "LLMSpendDailyBudget80", f"{daily} >= 0.8 * {_n(t.daily_budget_usd)}", "5m", "warning",
+            "LLM spend reached 80% of the daily budget",
+            f"{{{{ $value | printf \"%.2f\" }}}} USD spent in the last 24 h (budget {_n(t.daily_budget_usd)} USD).",
+            budget_window="daily",
+        ),
+        alert(
+            "LLMSpendDailyBudget100", f"{daily} >= {_n(t.daily_budget_usd)}", "5m", "critical",
+            "LLM spend exceeded the daily budget",
+            f"{{{{ $value | printf \"%.2f\" }}}} USD spent in the last 24 h (budget {_n(t.daily_budget_usd)} USD).",
+            budget_window="daily",
+        ),
+        alert(
+            "LLMSpendMonthlyBudget80", f"{monthly} >= 0.8 * {_n(t.monthly_budget_usd)}", "15m", "warning",
+            "LLM spend reached 80% of the monthly budget",
+            f"{{{{ $value | printf \"%.2f\" }}}} USD spent in the last 30 days "
+            f"(budget {_n(t.monthly_budget_usd)} USD).",
+            budget_window="monthly",
+        ),
+        alert(
+            "LLMSpendMonthlyBudget100", f"{monthly} >= {_n(t.monthly_budget_usd)}", "15m", "critical",
+            "LLM spend exceeded the monthly budget",
+            f"{{{{ $value | printf \"%.2f\" }}}} USD spent in the last 30 days "
+            f"(budget {_n(t.monthly_budget_usd)} USD).",
+            budget_window="monthly",
+        ),
+        alert(
+            "LLMSpendBurnRateHigh", f"sum(rate({cost}[1h])) * 86400 > {_n(t.daily_budget_usd)}", "15m", "warning",
+            "LLM spend rate would exhaust the daily budget",
+            "At the last hour's rate, a day costs {{ $value | printf \"%.2f\" }} USD "
+            f"(daily budget {_n(t.daily_budget_usd)} USD).",
+            budget_window="daily",
+        ),
+        alert(
+            "LLMBudgetNearlySpent", f"max by ({budget}) ({budget_spend}) >= 0.8", "0m", "warning",
+            "An llmmeter budget is 80% spent",
+            "Budget {{ $labels." + budget + " }} is {{ $value | humanizePercentage }} spent.",
+        ),
+        alert(
+            "LLMBudgetSpent", f"max by ({budget}) ({budget_spend}) >= 1", "0m", "critical",
+            "An llmmeter budget is spent",
+            "Budget {{ $labels." + budget + " }} is {{ $value | humanizePercentage }} spent.",
+        ),
+    ]
+
+    io_tokens = _sel(tokens, **{token_type: f"~{names.TOKEN_TYPE_INPUT}|{names.TOKEN_TYPE_OUTPUT}", user: "!"})
+    hour_cost = f"sum by ({service}) (increase({cost}[1h]))"
+    cache_now = (
+        f"sum by ({by_model}) (rate({_sel(tokens, **{token_type: 'cache_read'})}[1h])) / "
+        f"sum by ({by_model}) (rate({_sel(tokens, **{token_type: names.TOKEN_TYPE_INPUT})}[1h]))"
+    )
+    cache_day = cache_now.replace("[1h]", "[1d]")
+    out_sum = _sel(f"{token_usage}_sum", **{sc_token_type: names.TOKEN_TYPE_OUTPUT})
+    out_count = _sel(f"{token_usage}_count", **{sc_token_type: names.TOKEN_TYPE_OUTPUT})
+    verbosity_now = f"sum by ({by_model}) (rate({out_sum}[1h])) / sum by ({by_model}) (rate({out_count}[1h]))"
+    verbosity_day = verbosity_now.replace("[1h]", "[1d]")
+    usage_rules = [
+        alert(
+            "LLMUserTokenRateHigh",
+            f"sum by ({user}) (increase({io_tokens}[1h])) > {_n(t.user_tokens_per_hour)}", "5m", "warning",
+            "One user is using many tokens",
+            "User {{ $labels." + user + " }} used {{ $value | printf \"%.0f\" }} input+output tokens in the last "
+            f"hour (limit {_n(t.user_tokens_per_hour)}).",
+        ),
+        alert(
+            "LLMSpendSpikeVsLastWeek",
+            f"({hour_cost} > {_n(t.spike_factor)} * sum by ({service}) (increase({cost}[1h] offset 1w))) "
+            f"and {hour_cost} > {_n(t.spike_min_usd_per_hour)}",
+            "15m", "warning",
+            "LLM spend is well above the same hour last week",
+            "{{ $labels." + service + " }} spent {{ $value | printf \"%.2f\" }} USD in the last hour, more than "
+            f"{_n(t.spike_factor)}x the same hour last week.",
+        ),
+        alert(
+            "LLMCacheHitRatioDrop",
+            f"({cache_now}) < {_n(t.cache_hit_drop_factor)} * ({cache_day}) "
+            f"and ({cache_day}) > {_n(t.cache_hit_min_baseline)}",
+            "30m", "warning",
+            "Prompt-cache hit ratio dropped",
+            "Cache reads are {{ $value | humanizePercentage }} of input tokens for {{ $labels." + model + " }}, "
+            f"under {_n(t.cache_hit_drop_factor)}x the last day's ratio: did a prompt prefix change?",
+        ),
+        alert(
+            "LLMOutputVerbositySpike",
+            f"({verbosity_now}) > {_n(t.verbosity_factor)} * ({verbosity_day}) "
+            f"and ({verbosity_now}) > {_n(t.verbosity_min_tokens)}",
+            "30m", "warning",
+            "Responses got much longer",
+            "Mean output is {{ $value | printf \"%.0f\" }} tokens per call for {{ $labels." + model + " }}, "
+            f"over {_n(t.verbosity_factor)}x the last day's mean.",
+        ),
+    ]
+
+    unpriced = _sel(requests, **{priced: "false"})
+    trips_new = f"{trips} > 0 unless {trips} offset 15m"
+    quality_rules = [
+        alert(
+            "LLMUnpricedModelSeen",
+            # `> 0 unless ... offset 1h` also catches a series born in the last hour, whose first sample
+            # increase() cannot see (a model called once would otherwise never alert).
+            f"sum by ({by_model}) (increase({unpriced}[1h])) > 0 "
+            f"or sum by ({by_model}) ({unpriced} > 0 unless {unpriced} offset 1h)",
+            "0m", "warning",
+            "Calls to a model with no known price",
+            "{{ $labels." + provider + " }}/{{ $labels." + model + " }} was called but has no price: its cost is "
+            "missing from every spend figure. Add it to the price table.",
+        ),
+        alert(
+            "LLMEstimatedTokenShareHigh",
+            f"sum by ({provider}) (rate({_sel(requests, **{estimated: 'true'})}[1h])) "
+            f"/ sum by ({provider}) (rate({requests}[1h])) > {_n(t.estimated_share)}",
+            "30m", "warning",
+            "Many token counts are estimates",
+            "{{ $value | humanizePercentage }} of {{ $labels." + provider + " }} requests had tokens estimated "
+            "with tiktoken (e.g. streams without usage): enable usage reporting.",
+        ),
+        alert(
+            "LLMLoopGuardTripped",
+            f"sum by ({guard}) (increase({trips}[15m])) > 0 or sum by ({guard}) ({trips_new})",
+            "0m", "warning",
+            "An agent loop guard tripped",
+            "Loop guard {{ $labels." + guard + " }} stopped a run in the last 15 minutes.",
+        ),
+        alert(
+            "LLMErrorRatioHigh",
+            f"sum by ({provider}) (rate({_sel(requests, **{status: 'error'})}[10m])) "
+            f"/ sum by ({provider}) (rate({requests}[10m])) > {_n(t.error_ratio)}",
+            "10m", "critical",
+            "Many LLM calls fail",
+            "{{ $value | humanizePercentage }} of {{ $labels." + provider + " }} calls failed in the last 10 minutes.",
+        ),
+    ]
+    return {
+        "groups": [
+            {"name": "llmmeter-budget", "rules": budget_rules},
+            {"name": "llmmeter-usage", "rules": usage_rules},
+            {"name": "llmmeter-quality", "rules": quality_rules},
+        ]
+    }
+
+
+HEADER = (
+    "# GENERATED by collector/rules/build_rules.py from llmmeter.names - do not edit by hand.\n"
+    "# Thresholds: {thresholds}\n"
+)
+
+
+def render(t: Thresholds | None = None) -> str:
+    """The rules file's text, deterministic so a test can compare it with the committed file."""
+    t = t or Thresholds()
+    header = HEADER.format(thresholds=", ".join(f"{k}={_n(v)}" for k, v in dataclasses.asdict(t).items()))
+    return header + yaml.safe_dump(build(t), sort_keys=False, width=1000, allow_unicode=True)
+
+
+def parse_overrides(items: list[str]) -> Thresholds:
+    """``["daily_budget_usd=250"]`` -> Thresholds with that field changed; unknown fields are an error."""
+    fields = {f.name for f in dataclasses.fields(Thresholds)}
+    values: dict[str, float] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {item!r}: expected one of {sorted(fields)} as name=value")
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            raise SystemExit(f"--set {item!r}: {raw!r} is not a number") from None
+    return Thresholds(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a threshold")
+    parser.add_argument("--out", type=pathlib.Path, default=OUTPUT, help="where to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    args.out.write_text(render(parse_overrides(args.set)))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Which OTel providers llmmeter's own guard telemetry uses (budgets, agent runs, loop guard, outcomes).
+
+Default: the global tracer and meter providers (through the API proxies, so it works whatever order the
+SDK is installed in). Tests and apps with several pipelines inject their own with :func:`use`. Modules
+that cache instruments compare :func:`generation` to know when to rebuild them.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import metrics, trace
+
+SCOPE_NAME = "llmmeter"
+
+_tracer_provider: trace.TracerProvider | None = None
+_meter_provider: metrics.MeterProvider | None = None
+_generation = 0
+
+
+def use(
+    tracer_provider: trace.TracerProvider | None = None, meter_provider: metrics.MeterProvider | None = None
+) -> None:
+    """Send agent/tool spans to ``tracer_provider`` and guard metrics to ``meter_provider``.
+
+    None means the global provider. Call again with no arguments to go back to the globals.
+    """
+    global _tracer_provider, _meter_provider, _generation
+    _tracer_provider = tracer_provider
+    _meter_provider = meter_provider
+    _generation += 1
+
+
+def generation() -> int:
+    return _generation
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(SCOPE_NAME, tracer_provider=_tracer_provider)
+
+
+def meter() -> metrics.Meter:
+    if _meter_provider is not None:
+        return _meter_provider.get_meter(SCOPE_NAME)
+    return metrics.get_meter(SCOPE_NAME)

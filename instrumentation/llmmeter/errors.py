@@ -1,0 +1,83 @@
+"""The exceptions llmmeter raises on purpose: a guard refused an LLM call before it was sent.
+
+Both subclass :class:`llmmeter.hooks.GuardError`, the only kind of exception llmmeter lets reach the app,
+so ``except llmmeter.hooks.GuardError`` catches every refusal. They carry what an operator needs to act
+(which limit, how much was used, when it resets) as attributes, and say it in the message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from llmmeter.hooks import GuardError
+
+if TYPE_CHECKING:
+    from llmmeter.budgets.model import Budget
+
+
+class BudgetExceeded(GuardError):
+    """A hard budget is used up for this window; the call was not sent (no tokens were spent).
+
+    Attributes: ``budget`` (the :class:`~llmmeter.budgets.model.Budget`), ``value`` (the label value it
+    was counted for, e.g. the tenant), ``spent`` and ``limit`` in the budget's unit (``unit``: usd, tokens
+    or calls), ``resets_at`` (UTC datetime when the window ends and spending starts from zero).
+    """
+
+    def __init__(
+        self,
+        budget: Budget,
+        value: str,
+        spent: float | None,
+        limit: float,
+        unit: str,
+        resets_at: datetime,
+        in_flight: float = 0.0,
+    ) -> None:
+        self.budget = budget
+        self.value = value
+        self.spent = spent
+        self.limit = limit
+        self.unit = unit
+        self.resets_at = resets_at
+        self.in_flight = in_flight  # reserved by calls still running when this one was refused
+        spent_text = "unknown (spend store unavailable)" if spent is None else _amount(spent, unit)
+        flight_text = f" (+{_amount(in_flight, unit)} in flight)" if in_flight else ""
+        super().__init__(
+            f"llmmeter budget {budget.name!r} exceeded for {budget.key}={value}: spent {spent_text}{flight_text} of "
+            f"{_amount(limit, unit)} per {budget.window_text}; resets at {resets_at.isoformat()}"
+        )
+
+
+class BudgetStoreUnavailable(BudgetExceeded):
+    """The spend store (e.g. Redis) could not be reached and the budget is configured to fail closed.
+
+    A subclass of :class:`BudgetExceeded` so an app that handles refusals handles this one too;
+    ``spent`` is None because it is unknown.
+    """
+
+
+class AgentLoopDetected(GuardError):
+    """An agent run crossed a loop-guard limit in hard mode; its next LLM call was not sent.
+
+    Attributes: ``agent`` (the run's agent name), ``reason`` (``max_llm_calls``, ``max_tokens``,
+    ``max_cost_usd`` or ``repeated_tool_call``), ``limit`` and ``value`` (what was reached), ``detail``
+    (for repeated tool calls: the tool name).
+    """
+
+    def __init__(self, agent: str, reason: str, limit: float, value: float, detail: str | None = None) -> None:
+        self.agent = agent
+        self.reason = reason
+        self.limit = limit
+        self.value = value
+        self.detail = detail
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"llmmeter loop guard stopped agent {agent!r}: {reason}{extra} reached {value:g} (limit {limit:g})"
+        )
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "usd":
+        return f"${value:.4f}"
+    return f"{value:g} {unit}"

@@ -1,0 +1,36 @@
+"""Extension points around every LLM call, for guards (budgets, loop guard) and agent-run totals.
+
+Kept as plain lists so that an app using none of them pays one empty-list check per call.
+``before_call`` hooks run before the request is sent; a hook may raise a :class:`GuardError` on
+purpose (hard budgets) and that exception reaches the app. Any other exception from a hook is a bug in
+llmmeter and is logged, never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmmeter.call import RequestInfo
+
+
+class GuardError(Exception):
+    """Base of the exceptions llmmeter raises on purpose, before a call is sent."""
+
+
+BeforeCall = Callable[["RequestInfo", Any], None]  # (request, span)
+AfterCall = Callable[["RequestInfo", Any, Any, Any], None]  # (request, response: ResponseInfo, cost: Cost, span)
+
+BEFORE_CALL: list[BeforeCall] = []
+AFTER_CALL: list[AfterCall] = []
+
+
+def register_before_call(hook: BeforeCall) -> None:
+    if hook not in BEFORE_CALL:
+        BEFORE_CALL.append(hook)
+
+
+def register_after_call(hook: AfterCall) -> None:
+    if hook not in AFTER_CALL:
+        AFTER_CALL.append(hook)

@@ -1,0 +1,108 @@
+"""The wrapt wrappers every instrumentor installs: thin, identical for all providers.
+
+A provider supplies a :class:`Translation` (how to read its SDK's request, response and stream chunks);
+the wrapper does the rest through :mod:`llmmeter.call` and :mod:`llmmeter.streams`. The wrapped SDK
+call always runs exactly as it would without llmmeter: same arguments (unless the user opted in to
+``include_usage``), same return object (a stream is proxied, never copied), same exception object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.trace import Tracer
+
+from llmmeter.call import LLMCall, RequestInfo, ResponseInfo, start_call
+from llmmeter.streams import AsyncStreamProxy, StreamAccumulator, SyncStreamProxy
+
+_log = logging.getLogger(__name__)
+
+
+class Translation:
+    """How one SDK operation's calls are read. Subclasses override what their SDK needs."""
+
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
+        """Read the call's arguments; None means "not an LLM call we measure" (passed through)."""
+        raise NotImplementedError
+
+    def prepare_kwargs(self, request: RequestInfo, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Opt-in request changes (e.g. ``include_usage``); returns the kwargs to call with."""
+        return kwargs
+
+    def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
+        raise NotImplementedError
+
+    def is_stream(self, request: RequestInfo, result: Any) -> bool:
+        return request.stream
+
+    def accumulator(self, request: RequestInfo) -> StreamAccumulator:
+        raise NotImplementedError
+
+
+def _begin(tracer: Tracer, translation: Translation, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
+    try:
+        request = translation.request(instance, args, kwargs)
+    except Exception:
+        _log.debug("llmmeter: could not read a request", exc_info=True)
+        return None
+    if request is None:
+        return None
+    return start_call(tracer, request)  # a guard's refusal propagates from here, on purpose
+
+
+def _handle_result(call: LLMCall, translation: Translation, result: Any, proxy: type) -> Any:
+    try:
+        if translation.is_stream(call.request, result):
+            return proxy(result, call, translation.accumulator(call.request))
+        call.finish(translation.response(call.request, result))
+    except Exception:
+        _log.debug("llmmeter: could not read a response", exc_info=True)
+        call.finish(ResponseInfo(unmeasured=["response_unreadable"]))
+    return result
+
+
+def _prepared(call: LLMCall, translation: Translation, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return translation.prepare_kwargs(call.request, kwargs)
+    except Exception:
+        return kwargs
+
+
+def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        kwargs = _prepared(call, translation, kwargs)
+        token = call.activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            call.deactivate(token)
+        return _handle_result(call, translation, result, SyncStreamProxy)
+
+    return wrapper
+
+
+def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        kwargs = _prepared(call, translation, kwargs)
+        token = call.activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.finish(None, exc)
+            raise
+        finally:
+            call.deactivate(token)
+        return _handle_result(call, translation, result, AsyncStreamProxy)
+
+    return wrapper

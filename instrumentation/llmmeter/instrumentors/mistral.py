@@ -1,0 +1,159 @@
+"""llmmeter instrumentor for the ``mistralai`` SDK: ``chat.complete`` / ``chat.stream`` and their async twins
+(``complete_async`` / ``stream_async``).
+
+Mistral's chat API speaks the OpenAI Chat Completions usage shape (``prompt_tokens`` including
+``prompt_tokens_details.cached_tokens``, ``completion_tokens``), so the usage block is normalized by the
+OpenAI instrumentor's ``chat_usage`` rather than a second copy of it. Streams are ``EventStream``s of
+``CompletionEvent``s whose ``data`` is a chunk; the final chunk carries ``usage``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from llmmeter import names
+from llmmeter.call import RequestInfo, ResponseInfo
+from llmmeter.instrumentors._common import (
+    Target,
+    Targets,
+    TextBuffer,
+    finish_reasons,
+    instrument_targets,
+    number_attributes,
+    str_or_none,
+)
+from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
+from llmmeter.instrumentors.openai_._chat import chat_usage
+from llmmeter.streams import StreamAccumulator
+from llmmeter.usage import field_of
+
+_log = logging.getLogger(__name__)
+
+_INSTRUMENTS = ("mistralai >= 1.0",)
+_VERSION = "0.1.0"
+
+
+def content_text(content: Any) -> str:
+    """A message's content as text: a str, or a list of chunks of which the text ones count."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(t for t in (field_of(c, "text") for c in content) if isinstance(t, str))
+    return ""
+
+
+class ChatTranslation(Translation):
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
+        model = kwargs.get("model")
+        messages = kwargs.get("messages")
+        attrs = number_attributes(kwargs, {
+            "max_tokens": names.REQUEST_MAX_TOKENS,
+            "temperature": names.REQUEST_TEMPERATURE,
+            "top_p": names.REQUEST_TOP_P,
+            "random_seed": names.REQUEST_SEED,
+            "n": names.REQUEST_CHOICE_COUNT,
+        })
+
+        def prompt_text() -> str:
+            return "\n".join(content_text(field_of(m, "content")) for m in messages or ())
+
+        return RequestInfo(
+            provider=names.PROVIDER_MISTRAL,
+            operation=names.OP_CHAT,
+            model=model if isinstance(model, str) else None,
+            attributes=attrs,
+            stream=self.stream,
+            prompt_text=prompt_text,
+        )
+
+    def is_stream(self, request: RequestInfo, result: Any) -> bool:
+        return self.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+
+    def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
+        unmeasured: list[str] = []
+        usage = chat_usage(field_of(result, "usage"), unmeasured)
+        choices = field_of(result, "choices") or ()
+        info = ResponseInfo(
+            model=str_or_none(field_of(result, "model")),
+            id=str_or_none(field_of(result, "id")),
+            finish_reasons=finish_reasons(field_of(c, "finish_reason") for c in choices),
+            usage=usage,
+            unmeasured=unmeasured,
+        )
+        if usage is None or usage.output is None:
+            info.output_text = "".join(content_text(field_of(field_of(c, "message"), "content")) for c in choices)
+        return info
+
+    def accumulator(self, request: RequestInfo) -> StreamAccumulator:
+        return ChatStreamAccumulator()
+
+
+class ChatStreamAccumulator(StreamAccumulator):
+    __slots__ = ("_finish", "_id", "_model", "_text", "_usage")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._text = TextBuffer()
+        self._usage: Any = None
+        self._finish: tuple[str, ...] | None = None
+        self._model: str | None = None
+        self._id: str | None = None
+
+    def on_chunk(self, chunk: Any) -> None:
+        data = field_of(chunk, "data")  # CompletionEvent -> CompletionChunk
+        if data is None:
+            return
+        self._model = self._model or str_or_none(field_of(data, "model"))
+        self._id = self._id or str_or_none(field_of(data, "id"))
+        for choice in field_of(data, "choices") or ():
+            self._text.add(content_text(field_of(field_of(choice, "delta"), "content")))
+            reason = finish_reasons((field_of(choice, "finish_reason"),))
+            if reason:
+                self._finish = reason
+        usage = field_of(data, "usage")
+        if usage is not None:
+            self._usage = usage
+
+    def result(self) -> ResponseInfo:
+        unmeasured: list[str] = []
+        usage = chat_usage(self._usage, unmeasured)
+        info = ResponseInfo(model=self._model, id=self._id, finish_reasons=self._finish, usage=usage,
+                            unmeasured=unmeasured)
+        if usage is None or usage.output is None:
+            info.output_text = self._text.text()
+        return info
+
+
+_CALL = ChatTranslation(stream=False)
+_STREAM = ChatTranslation(stream=True)
+# mistralai 2.x+ lives under mistralai.client; 1.x had the same class at mistralai.chat.
+TARGETS = Targets(
+    target
+    for module in ("mistralai.client.chat", "mistralai.chat")
+    for target in (
+        Target(module, "Chat", "complete", lambda t: sync_wrapper(t, _CALL)),
+        Target(module, "Chat", "stream", lambda t: sync_wrapper(t, _STREAM)),
+        Target(module, "Chat", "complete_async", lambda t: async_wrapper(t, _CALL)),
+        Target(module, "Chat", "stream_async", lambda t: async_wrapper(t, _STREAM)),
+    )
+)
+
+
+class MistralInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Measures ``mistralai`` chat calls, sync and async, plain and streamed."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _INSTRUMENTS
+
+    def _instrument(self, **kwargs: Any) -> None:
+        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        TARGETS.unwrap()

@@ -1,0 +1,316 @@
+"""Chat Completions (``chat.completions.create`` / ``.parse``, and ``.stream()`` which calls create).
+
+Usage normalization: ``prompt_tokens`` already includes cached tokens (semconv ``input``);
+``prompt_tokens_details.cached_tokens`` is the cache read, ``cache_write_tokens`` the cache write,
+``completion_tokens_details.reasoning_tokens`` the reasoning subset of output. Streams carry usage only
+in a final chunk (``stream_options.include_usage``; DeepSeek and others send it unasked, some on the
+chunk that also carries the last choice; Groq puts it under ``x_groq.usage``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmmeter import config, names
+from llmmeter.call import ResponseInfo
+from llmmeter.instrumentors._wrap import Translation
+from llmmeter.instrumentors.openai_._common import (
+    NOTE_OUTPUT_TRUNCATED,
+    NOTE_USAGE_MISSING,
+    OpenAIRequest,
+    TextBuffer,
+    arg,
+    build_usage,
+    chat_overhead,
+    content_texts,
+    count,
+    count_texts,
+    dedupe,
+    endpoint,
+    fill_input_estimate,
+    given,
+    is_stream_result,
+    items,
+    json_attribute,
+    read_count,
+    request_attributes,
+    text,
+    text_parts,
+    unwrap_raw,
+)
+from llmmeter.streams import StreamAccumulator
+from llmmeter.usage import Usage, field_of
+
+CHAT_FIELDS: tuple[tuple[str, str, type], ...] = (
+    (names.REQUEST_MAX_TOKENS, "max_tokens", int),
+    (names.REQUEST_MAX_TOKENS, "max_completion_tokens", int),
+    (names.REQUEST_TEMPERATURE, "temperature", float),
+    (names.REQUEST_TOP_P, "top_p", float),
+    (names.REQUEST_SEED, "seed", int),
+    (names.REQUEST_CHOICE_COUNT, "n", int),
+    (names.OPENAI_REQUEST_SERVICE_TIER, "service_tier", str),
+)
+_MAX_FINISH_REASONS = 16
+
+
+def chat_usage(raw: Any, notes: list[str]) -> Usage | None:
+    """Normalize a Chat Completions ``usage`` block (SDK model or dict); None when there is none."""
+    if raw is None:
+        notes.append(NOTE_USAGE_MISSING)
+        return None
+    input_ = read_count(raw, "prompt_tokens", notes, "usage")
+    output = read_count(raw, "completion_tokens", notes, "usage")
+    prompt_details = field_of(raw, "prompt_tokens_details")
+    cache_read = count(field_of(prompt_details, "cached_tokens"))
+    if cache_read is None:  # DeepSeek's own spelling
+        cache_read = count(field_of(raw, "prompt_cache_hit_tokens"))
+    cache_write = count(field_of(prompt_details, "cache_write_tokens"))
+    if cache_write is None:
+        cache_write = count(field_of(raw, "cache_write_tokens"))
+    reasoning = count(field_of(field_of(raw, "completion_tokens_details"), "reasoning_tokens"))
+    return build_usage(input_, output, cache_read or 0, cache_write or 0, reasoning or 0, notes)
+
+
+# --- request side -------------------------------------------------------------------------------
+
+
+def _message_texts(message: Any, notes: list[str]) -> list[str]:
+    texts = [t for t in (text(field_of(message, "role")), text(field_of(message, "name"))) if t]
+    texts += content_texts(field_of(message, "content"), notes)
+    for call in items(field_of(message, "tool_calls")):
+        function = field_of(call, "function")
+        texts += [t for t in (text(field_of(function, "name")), text(field_of(function, "arguments"))) if t]
+    return texts
+
+
+def chat_input_estimate(messages: Any, tools: Any, model: str | None) -> tuple[int, str, list[str]]:
+    """Prompt tokens as OpenAI counts them for chat: every message's role, name and content, plus
+    :func:`chat_overhead`; tool definitions as their JSON (an approximation, marked estimated anyway)."""
+    notes: list[str] = []
+    messages = items(messages)
+    texts: list[str] = []
+    for message in messages:
+        texts += _message_texts(message, notes)
+    if given(tools) and tools:
+        texts.append(json_attribute(list(tools)))
+    tokens, method = count_texts(texts, model)
+    return tokens + chat_overhead(len(messages)), method, notes
+
+
+def _prompt_text(messages: Any) -> str:
+    notes: list[str] = []
+    return "\n".join("\n".join(_message_texts(m, notes)) for m in items(messages))
+
+
+def _part(part: Any) -> dict[str, Any] | None:
+    if isinstance(part, str):
+        return {"type": "text", "content": part}
+    kind = field_of(part, "type")
+    if kind == "text":
+        return {"type": "text", "content": text(field_of(part, "text"))}
+    if kind == "image_url":
+        url = text(field_of(field_of(part, "image_url"), "url")) or ""
+        if url.startswith("data:"):  # inline bytes: not copied into telemetry
+            return {"type": "blob", "modality": "image"}
+        return {"type": "uri", "modality": "image", "uri": url}
+    return {"type": str(kind)} if kind else None
+
+
+def input_messages(messages: Any) -> list[dict[str, Any]]:
+    """The semconv ``gen_ai.input.messages`` shape of a Chat Completions ``messages`` list."""
+    out: list[dict[str, Any]] = []
+    for message in items(messages):
+        role = text(field_of(message, "role")) or "user"
+        content = field_of(message, "content")
+        parts: list[dict[str, Any]] = []
+        if role == "tool":
+            parts.append({"type": "tool_call_response", "id": field_of(message, "tool_call_id"), "response": content})
+        elif isinstance(content, str):
+            parts.append({"type": "text", "content": content})
+        elif isinstance(content, (list, tuple)):
+            parts += [p for p in (_part(x) for x in content) if p]
+        for call in items(field_of(message, "tool_calls")):
+            function = field_of(call, "function")
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": field_of(call, "id"),
+                    "name": field_of(function, "name"),
+                    "arguments": field_of(function, "arguments"),
+                }
+            )
+        out.append({"role": role, "parts": parts})
+    return out
+
+
+# --- response side ------------------------------------------------------------------------------
+
+
+def _choice_output(choice: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """(texts to count, semconv parts) of one non-streamed choice's message."""
+    message = field_of(choice, "message")
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    content = text(field_of(message, "content"))
+    refusal = text(field_of(message, "refusal"))
+    for piece in (content, refusal):
+        if piece:
+            texts.append(piece)
+            parts.append({"type": "text", "content": piece})
+    for call in items(field_of(message, "tool_calls")):
+        function = field_of(call, "function")
+        name, arguments = text(field_of(function, "name")), text(field_of(function, "arguments"))
+        texts += [t for t in (name, arguments) if t]
+        parts.append({"type": "tool_call", "id": field_of(call, "id"), "name": name, "arguments": arguments})
+    legacy = field_of(message, "function_call")
+    if legacy is not None:
+        texts += [t for t in (text(field_of(legacy, "name")), text(field_of(legacy, "arguments"))) if t]
+    return texts, parts
+
+
+def _finish_reasons(choices: Any) -> tuple[str, ...] | None:
+    return dedupe(r for c in choices if isinstance(r := field_of(c, "finish_reason"), str)) or None
+
+
+def _response_attributes(obj: Any) -> dict[str, Any]:
+    tier = text(field_of(obj, "service_tier"))
+    return {names.OPENAI_RESPONSE_SERVICE_TIER: tier} if tier else {}
+
+
+class ChatTranslation(Translation):
+    """``chat.completions.create`` / ``.parse`` (sync and async share it)."""
+
+    operation = names.OP_CHAT
+
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest | None:
+        provider, host, port = endpoint(instance)
+        model = text(arg(kwargs, "model"))
+        messages = arg(kwargs, "messages")
+        tools = arg(kwargs, "tools")
+        attributes = request_attributes(kwargs, host, port, CHAT_FIELDS)
+        capture = config.settings().capture_content
+        if capture:
+            attributes[names.INPUT_MESSAGES] = json_attribute(input_messages(messages))
+        return OpenAIRequest(
+            provider=provider,
+            operation=self.operation,
+            model=model,
+            attributes=attributes,
+            stream=kwargs.get("stream") is True,
+            prompt_text=lambda: _prompt_text(messages),
+            input_estimate=lambda: chat_input_estimate(messages, tools, model),
+            capture=capture,
+        )
+
+    def prepare_kwargs(self, request: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Opt-in (``LLMMETER_STREAM_INCLUDE_USAGE``): ask for the usage chunk when the app did not
+        set ``stream_options``. The app then receives one extra final chunk with empty ``choices``."""
+        if request.stream and config.settings().stream_include_usage and not given(kwargs.get("stream_options")):
+            return {**kwargs, "stream_options": {"include_usage": True}}
+        return kwargs
+
+    def is_stream(self, request: Any, result: Any) -> bool:
+        return is_stream_result(request, result)
+
+    def accumulator(self, request: Any) -> ChatStreamAccumulator:
+        return ChatStreamAccumulator(request)
+
+    def response(self, request: Any, result: Any) -> ResponseInfo:
+        info = ResponseInfo()
+        obj, note = unwrap_raw(request, result)
+        if obj is None:
+            info.unmeasured.append(note or "response_unreadable")
+            info.usage = fill_input_estimate(request, None, info)
+            return info
+        info.model = text(field_of(obj, "model"))
+        info.id = text(field_of(obj, "id"))
+        choices = items(field_of(obj, "choices"))
+        info.finish_reasons = _finish_reasons(choices)
+        usage = chat_usage(field_of(obj, "usage"), info.unmeasured)
+        info.attributes = _response_attributes(obj)
+        if usage is None or usage.output is None or request.capture:
+            outputs = [_choice_output(c) for c in choices]
+            info.output_text = "".join(t for texts, _ in outputs for t in texts)
+            if request.capture:
+                info.attributes[names.OUTPUT_MESSAGES] = json_attribute(
+                    [
+                        {"role": "assistant", "parts": parts, "finish_reason": text(field_of(c, "finish_reason")) or ""}
+                        for c, (_, parts) in zip(choices, outputs, strict=True)
+                    ]
+                )
+        info.usage = fill_input_estimate(request, usage, info)
+        return info
+
+
+class ChatStreamAccumulator(StreamAccumulator):
+    """Per chunk: model/id once, delta texts per choice, finish reasons, the usage block when present."""
+
+    __slots__ = ("finish", "id", "model", "other", "request", "texts", "tier", "usage_raw")
+
+    def __init__(self, request: Any) -> None:
+        super().__init__()
+        self.request = request
+        self.model: Any = None
+        self.id: Any = None
+        self.tier: Any = None
+        self.finish: dict[str, None] = {}
+        self.texts: dict[int, TextBuffer] = {}
+        self.other = TextBuffer()  # tool-call names/arguments and refusals: counted, not captured
+        self.usage_raw: Any = None
+
+    def on_chunk(self, chunk: Any) -> None:
+        if self.model is None:
+            self.model = field_of(chunk, "model")
+            self.id = field_of(chunk, "id")
+            self.tier = field_of(chunk, "service_tier")
+        choices = field_of(chunk, "choices")
+        if choices:
+            for choice in items(choices):
+                reason = field_of(choice, "finish_reason")
+                if isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
+                    self.finish[reason] = None
+                delta = field_of(choice, "delta")
+                if delta is None:
+                    continue
+                content = field_of(delta, "content")
+                if content:
+                    index = field_of(choice, "index")
+                    key = index if isinstance(index, int) else 0
+                    buffer = self.texts.get(key)
+                    if buffer is None:
+                        buffer = self.texts[key] = TextBuffer()
+                    buffer.add(content)
+                calls = field_of(delta, "tool_calls")
+                if calls:
+                    for call in items(calls):
+                        function = field_of(call, "function")
+                        self.other.add(field_of(function, "name"))
+                        self.other.add(field_of(function, "arguments"))
+                refusal = field_of(delta, "refusal")
+                if refusal:
+                    self.other.add(refusal)
+        usage = field_of(chunk, "usage")
+        if usage is None and self.request.provider == names.PROVIDER_GROQ:
+            usage = field_of(field_of(chunk, "x_groq"), "usage")
+        if usage is not None:
+            self.usage_raw = usage
+
+    def result(self) -> ResponseInfo:
+        info = ResponseInfo(model=text(self.model), id=text(self.id), finish_reasons=tuple(self.finish) or None)
+        tier = text(self.tier)
+        info.attributes = {names.OPENAI_RESPONSE_SERVICE_TIER: tier} if tier else {}
+        usage = chat_usage(self.usage_raw, info.unmeasured)
+        if usage is None or usage.output is None:
+            info.output_text = "".join(b.text() for b in (*self.texts.values(), self.other))
+        if self.other.truncated or any(b.truncated for b in self.texts.values()):
+            info.unmeasured.append(NOTE_OUTPUT_TRUNCATED)
+        if self.request.capture:
+            reason = next(iter(self.finish), "")
+            info.attributes[names.OUTPUT_MESSAGES] = json_attribute(
+                [
+                    {"role": "assistant", "parts": text_parts([b.text()]), "finish_reason": reason}
+                    for _, b in sorted(self.texts.items())
+                ]
+            )
+        info.usage = fill_input_estimate(self.request, usage, info)
+        return info

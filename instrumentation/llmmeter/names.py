@@ -1,0 +1,241 @@
+"""Every telemetry name llmmeter emits or reads, in one place.
+
+Dashboards, alert rules, the collector config and the code are all checked against this module
+by ``tests/test_names_contract.py``; a rename here that is not carried everywhere fails the suite.
+Semantic-convention names come from ``opentelemetry-semantic-conventions`` (GenAI semconv v1.41),
+never typed by hand; llmmeter's own names live under the ``llmmeter.`` namespace.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _ga
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gm
+from opentelemetry.semconv.attributes import error_attributes as _err
+from opentelemetry.semconv.attributes import server_attributes as _srv
+
+# --- semconv span attributes -----------------------------------------------------------------
+PROVIDER = _ga.GEN_AI_PROVIDER_NAME
+OPERATION = _ga.GEN_AI_OPERATION_NAME
+REQUEST_MODEL = _ga.GEN_AI_REQUEST_MODEL
+RESPONSE_MODEL = _ga.GEN_AI_RESPONSE_MODEL
+RESPONSE_ID = _ga.GEN_AI_RESPONSE_ID
+FINISH_REASONS = _ga.GEN_AI_RESPONSE_FINISH_REASONS
+REQUEST_STREAM = _ga.GEN_AI_REQUEST_STREAM
+REQUEST_MAX_TOKENS = _ga.GEN_AI_REQUEST_MAX_TOKENS
+REQUEST_TEMPERATURE = _ga.GEN_AI_REQUEST_TEMPERATURE
+REQUEST_TOP_P = _ga.GEN_AI_REQUEST_TOP_P
+REQUEST_SEED = _ga.GEN_AI_REQUEST_SEED
+REQUEST_CHOICE_COUNT = _ga.GEN_AI_REQUEST_CHOICE_COUNT
+REQUEST_ENCODING_FORMATS = _ga.GEN_AI_REQUEST_ENCODING_FORMATS
+OUTPUT_TYPE = _ga.GEN_AI_OUTPUT_TYPE
+INPUT_MESSAGES = _ga.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES = _ga.GEN_AI_OUTPUT_MESSAGES
+SYSTEM_INSTRUCTIONS = _ga.GEN_AI_SYSTEM_INSTRUCTIONS
+TOOL_DEFINITIONS = _ga.GEN_AI_TOOL_DEFINITIONS
+CONTENT_ATTRIBUTES: tuple[str, ...] = (INPUT_MESSAGES, OUTPUT_MESSAGES, SYSTEM_INSTRUCTIONS, TOOL_DEFINITIONS)
+TOKEN_TYPE = _ga.GEN_AI_TOKEN_TYPE
+LEGACY_SYSTEM = _ga.GEN_AI_SYSTEM  # read (never written) so pre-v1.37 instrumentors are still counted
+AGENT_NAME = _ga.GEN_AI_AGENT_NAME
+AGENT_ID = _ga.GEN_AI_AGENT_ID
+TOOL_NAME = _ga.GEN_AI_TOOL_NAME
+TOOL_CALL_ID = _ga.GEN_AI_TOOL_CALL_ID
+TOOL_TYPE = _ga.GEN_AI_TOOL_TYPE
+CONVERSATION_ID = _ga.GEN_AI_CONVERSATION_ID
+OPENAI_RESPONSE_SERVICE_TIER = _ga.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER
+OPENAI_REQUEST_SERVICE_TIER = _ga.GEN_AI_OPENAI_REQUEST_SERVICE_TIER
+TIME_TO_FIRST_CHUNK = _ga.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK  # seconds, streams only
+ERROR_TYPE = _err.ERROR_TYPE
+SERVER_ADDRESS = _srv.SERVER_ADDRESS
+SERVER_PORT = _srv.SERVER_PORT
+
+USAGE_INPUT_TOKENS = _ga.GEN_AI_USAGE_INPUT_TOKENS
+USAGE_OUTPUT_TOKENS = _ga.GEN_AI_USAGE_OUTPUT_TOKENS
+USAGE_CACHE_READ_TOKENS = _ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+USAGE_CACHE_CREATION_TOKENS = _ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+USAGE_REASONING_TOKENS = _ga.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
+# Pre-v1.37 spellings, read only, so older instrumentors' spans are still counted.
+LEGACY_USAGE_PROMPT_TOKENS = _ga.GEN_AI_USAGE_PROMPT_TOKENS
+LEGACY_USAGE_COMPLETION_TOKENS = _ga.GEN_AI_USAGE_COMPLETION_TOKENS
+
+# --- semconv enumerated values ---------------------------------------------------------------
+OP_CHAT = _ga.GenAiOperationNameValues.CHAT.value
+OP_GENERATE_CONTENT = _ga.GenAiOperationNameValues.GENERATE_CONTENT.value
+OP_TEXT_COMPLETION = _ga.GenAiOperationNameValues.TEXT_COMPLETION.value
+OP_EMBEDDINGS = _ga.GenAiOperationNameValues.EMBEDDINGS.value
+OP_INVOKE_AGENT = _ga.GenAiOperationNameValues.INVOKE_AGENT.value
+OP_EXECUTE_TOOL = _ga.GenAiOperationNameValues.EXECUTE_TOOL.value
+INFERENCE_OPERATIONS: frozenset[str] = frozenset({OP_CHAT, OP_GENERATE_CONTENT, OP_TEXT_COMPLETION, OP_EMBEDDINGS})
+
+PROVIDER_OPENAI = _ga.GenAiProviderNameValues.OPENAI.value
+PROVIDER_AZURE_OPENAI = _ga.GenAiProviderNameValues.AZURE_AI_OPENAI.value
+PROVIDER_ANTHROPIC = _ga.GenAiProviderNameValues.ANTHROPIC.value
+PROVIDER_AWS_BEDROCK = _ga.GenAiProviderNameValues.AWS_BEDROCK.value
+PROVIDER_GCP_GEN_AI = _ga.GenAiProviderNameValues.GCP_GEN_AI.value
+PROVIDER_GCP_VERTEX_AI = _ga.GenAiProviderNameValues.GCP_VERTEX_AI.value
+PROVIDER_GCP_GEMINI = _ga.GenAiProviderNameValues.GCP_GEMINI.value
+PROVIDER_MISTRAL = _ga.GenAiProviderNameValues.MISTRAL_AI.value
+PROVIDER_COHERE = _ga.GenAiProviderNameValues.COHERE.value
+PROVIDER_GROQ = _ga.GenAiProviderNameValues.GROQ.value
+PROVIDER_DEEPSEEK = _ga.GenAiProviderNameValues.DEEPSEEK.value
+PROVIDER_XAI = _ga.GenAiProviderNameValues.X_AI.value
+PROVIDER_PERPLEXITY = _ga.GenAiProviderNameValues.PERPLEXITY.value
+# Not (yet) in semconv's enum; lower-case product names as the spec recommends for others.
+PROVIDER_OLLAMA = "ollama"
+PROVIDER_OPENROUTER = "openrouter"
+PROVIDER_TOGETHER = "together_ai"
+PROVIDER_FIREWORKS = "fireworks_ai"
+
+TOKEN_TYPE_INPUT = _ga.GenAiTokenTypeValues.INPUT.value
+TOKEN_TYPE_OUTPUT = _ga.GenAiTokenTypeValues.OUTPUT.value
+
+# --- llmmeter span attributes ----------------------------------------------------------------
+COST_USD = "gen_ai.usage.cost"  # de-facto name (OpenLIT, LiteLLM); USD for this call
+LLMMETER_PRICED = "llmmeter.cost.priced"  # False: no price known, COST_USD absent (never a silent 0)
+LLMMETER_PRICE_MODEL = "llmmeter.cost.price_model"  # the price-table key the cost came from
+LLMMETER_PRICE_TABLE_VERSION = "llmmeter.cost.table_version"
+LLMMETER_ESTIMATED = "llmmeter.usage.estimated"  # True: some token counts came from tiktoken
+LLMMETER_ESTIMATED_REASON = "llmmeter.usage.estimated_reason"  # e.g. "no_usage_in_stream", "stream_closed_early"
+LLMMETER_UNMEASURED = "llmmeter.usage.unmeasured"  # what could not be read from the response, and why
+LLMMETER_STREAM_CHUNKS = "llmmeter.stream.chunks"
+LLMMETER_BLOCKED = "llmmeter.blocked"  # True: a guard (budget, loop guard) stopped the call before it was sent
+LLMMETER_CACHE_WRITE_1H_TOKENS = "llmmeter.usage.cache_creation.1h.input_tokens"  # subset of cache_creation
+
+# Agent-run totals, set on invoke_agent spans before they end.
+RUN_LLM_CALLS = "llmmeter.run.llm_calls"
+RUN_TOOL_CALLS = "llmmeter.run.tool_calls"
+RUN_INPUT_TOKENS = "llmmeter.run.input_tokens"
+RUN_OUTPUT_TOKENS = "llmmeter.run.output_tokens"
+RUN_CACHE_READ_TOKENS = "llmmeter.run.cache_read.input_tokens"
+RUN_CACHE_CREATION_TOKENS = "llmmeter.run.cache_creation.input_tokens"
+RUN_REASONING_TOKENS = "llmmeter.run.reasoning.output_tokens"
+RUN_COST_USD = "llmmeter.run.cost"
+RUN_UNPRICED_CALLS = "llmmeter.run.unpriced_calls"
+
+# Span events.
+EVENT_BUDGET_THRESHOLD = "llmmeter.budget.threshold"
+EVENT_LOOP_GUARD = "llmmeter.loop_guard.tripped"
+EVENT_BUDGET_EXCEEDED = "llmmeter.budget.exceeded"  # on the refused call's span (hard budget)
+EVENT_OUTCOME = "llmmeter.outcome"  # record_outcome() on the current span
+
+# Attributes of budget events (EVENT_BUDGET_THRESHOLD, EVENT_BUDGET_EXCEEDED), besides LABEL_BUDGET (the
+# budget's name) and LABEL_THRESHOLD (the fraction crossed, "0.8" / "1").
+BUDGET_KEY = "llmmeter.budget.key"  # the attribution key the budget matches, e.g. "tenant"
+BUDGET_VALUE = "llmmeter.budget.value"  # the value counted, e.g. "acme" (one user for "user=*")
+BUDGET_UNIT = "llmmeter.budget.unit"  # "usd" | "tokens" | "calls"
+BUDGET_LIMIT = "llmmeter.budget.limit"
+BUDGET_SPENT = "llmmeter.budget.spent"
+BUDGET_RESETS_AT = "llmmeter.budget.resets_at"  # ISO 8601 UTC end of the window
+BUDGET_MODE = "llmmeter.budget.mode"  # "soft" | "hard"
+
+# Attributes of loop-guard events (EVENT_LOOP_GUARD), besides LABEL_GUARD (the reason: max_llm_calls,
+# max_tokens, max_cost_usd, repeated_tool_call). Outcome events carry LABEL_OUTCOME and LABEL_SUCCESS.
+LOOP_GUARD_LIMIT = "llmmeter.loop_guard.limit"
+LOOP_GUARD_VALUE = "llmmeter.loop_guard.value"
+LOOP_GUARD_DETAIL = "llmmeter.loop_guard.detail"  # the tool name for repeated_tool_call
+LOOP_GUARD_MODE = "llmmeter.loop_guard.mode"  # "soft" | "hard"
+RUN_STOPPED_BY = "llmmeter.run.stopped_by"  # on an invoke_agent span: the loop-guard reason that stopped it
+
+# --- attribution --------------------------------------------------------------------------
+# Baggage keys are namespaced so llmmeter never reads another system's "user" entry by accident.
+BAGGAGE_PREFIX = "llmmeter."
+# Metric label (and span attribute) for an attribution key K is ATTRIBUTION_LABEL_PREFIX + K.
+ATTRIBUTION_LABEL_PREFIX = ""
+ATTRIBUTION_SPAN_PREFIX = "llmmeter.attr."
+DEFAULT_LABEL_KEYS: tuple[str, ...] = ("tenant", "feature", "team", "route", "environment")
+KNOWN_ATTRIBUTION_KEYS: tuple[str, ...] = ("user", *DEFAULT_LABEL_KEYS)
+OVERFLOW_VALUE = "__overflow__"
+
+# --- metric label keys (besides attribution keys) ---------------------------------------------
+LABEL_TOKEN_TYPE = "llmmeter.token.type"
+LABEL_STATUS = "llmmeter.status"  # "ok" | "error" | "blocked"
+LABEL_ESTIMATED = "llmmeter.estimated"  # "true" | "false"
+LABEL_PRICED = "llmmeter.priced"  # "true" | "false"
+LABEL_BUDGET = "llmmeter.budget"
+LABEL_THRESHOLD = "llmmeter.threshold"
+LABEL_GUARD = "llmmeter.guard"
+LABEL_OUTCOME = "llmmeter.outcome"
+LABEL_SUCCESS = "llmmeter.success"
+LABEL_ATTRIBUTION_KEY = "llmmeter.attribution.key"
+
+TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_creation", "reasoning")
+
+# --- metrics ----------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE = _gm.GEN_AI_CLIENT_TOKEN_USAGE  # histogram, {token}
+METRIC_OPERATION_DURATION = _gm.GEN_AI_CLIENT_OPERATION_DURATION  # histogram, s
+METRIC_TIME_TO_FIRST_CHUNK = _gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK  # histogram, s
+METRIC_TOKENS = "llmmeter.tokens"  # counter, {token}, by LABEL_TOKEN_TYPE
+METRIC_COST = "llmmeter.cost"  # counter, USD
+METRIC_REQUESTS = "llmmeter.requests"  # counter, {request}, by status/estimated/priced
+METRIC_ATTRIBUTION_OVERFLOW = "llmmeter.attribution.overflow"  # counter, {value}
+METRIC_BUDGET_SPEND = "llmmeter.budget.spend_ratio"  # gauge, fraction of the limit spent in the window
+METRIC_BUDGET_CROSSINGS = "llmmeter.budget.crossings"  # counter, {crossing}
+METRIC_BUDGET_BLOCKED = "llmmeter.budget.blocked"  # counter, {request}
+METRIC_AGENT_RUNS = "llmmeter.agent.runs"  # counter, {run}
+METRIC_AGENT_RUN_COST = "llmmeter.agent.run.cost"  # histogram, USD
+METRIC_AGENT_RUN_LLM_CALLS = "llmmeter.agent.run.llm_calls"  # histogram, {call}
+METRIC_LOOP_GUARD_TRIPS = "llmmeter.loop_guard.trips"  # counter, {trip}
+METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
+
+UNIT_TOKEN = "{token}"
+UNIT_SECONDS = "s"
+UNIT_USD = "USD"
+
+# semconv v1.41 advisory bucket boundaries.
+TOKEN_USAGE_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+COST_BUCKETS: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 50, 100)
+CALLS_BUCKETS: tuple[float, ...] = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89)
+
+
+def prometheus_name(metric: str, unit: str, *, counter: bool) -> str:
+    """The name Prometheus shows for an OTLP metric, as both the collector's ``prometheus`` exporter
+    (``add_metric_suffixes: true``, the pinned default) and ``opentelemetry-exporter-prometheus`` write it:
+    dots to underscores, the unit appended unless it is a ``{annotation}`` (``s`` -> ``seconds``),
+    ``_total`` on monotonic counters."""
+    name = metric.replace(".", "_").replace("-", "_")
+    unit_suffix = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}.get(unit, unit)
+    if unit_suffix and not unit.startswith("{") and not name.endswith("_" + unit_suffix):
+        name = f"{name}_{unit_suffix}"
+    if counter:
+        name += "_total"
+    return name
+
+
+def prometheus_label(key: str) -> str:
+    """The Prometheus label name for an OTLP attribute key (dots and dashes to underscores)."""
+    return key.replace(".", "_").replace("-", "_")
+
+
+# --- metric instruments: kind and unit ----------------------------------------------------------
+# The unit is part of a metric's contract: it becomes the Prometheus name suffix (prometheus_name()),
+# so dashboards, alert rules and the collector config are generated from / checked against this table.
+KIND_COUNTER = "counter"  # monotonic sum -> `_total`
+KIND_HISTOGRAM = "histogram"  # -> `_bucket`, `_sum`, `_count`
+KIND_GAUGE = "gauge"
+METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
+    METRIC_TOKEN_USAGE: (KIND_HISTOGRAM, UNIT_TOKEN),
+    METRIC_OPERATION_DURATION: (KIND_HISTOGRAM, UNIT_SECONDS),
+    METRIC_TIME_TO_FIRST_CHUNK: (KIND_HISTOGRAM, UNIT_SECONDS),
+    METRIC_TOKENS: (KIND_COUNTER, UNIT_TOKEN),
+    METRIC_COST: (KIND_COUNTER, UNIT_USD),
+    METRIC_REQUESTS: (KIND_COUNTER, "{request}"),
+    METRIC_ATTRIBUTION_OVERFLOW: (KIND_COUNTER, "{value}"),
+    METRIC_BUDGET_SPEND: (KIND_GAUGE, "1"),
+    METRIC_BUDGET_CROSSINGS: (KIND_COUNTER, "{crossing}"),
+    METRIC_BUDGET_BLOCKED: (KIND_COUNTER, "{request}"),
+    METRIC_AGENT_RUNS: (KIND_COUNTER, "{run}"),
+    METRIC_AGENT_RUN_COST: (KIND_HISTOGRAM, UNIT_USD),
+    METRIC_AGENT_RUN_LLM_CALLS: (KIND_HISTOGRAM, "{call}"),
+    METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
+    METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
+}
+
+
+def metric_prometheus_name(metric: str) -> str:
+    """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
+    kind, unit = METRIC_SPECS[metric]
+    return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)

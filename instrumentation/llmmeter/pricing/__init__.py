@@ -1,0 +1,276 @@
+"""What an LLM call cost in USD: ``price_usage(provider, model, usage) -> Cost``.
+
+The process-wide price table is built once, lazily, on first use (or at start-up via
+:func:`get_price_table`, which is where a bad price file should fail):
+
+1. the shipped ``prices.json`` (USD per token, LiteLLM field names, every figure with its source);
+2. the file named by ``LLMMETER_PRICE_FILE`` (llmmeter's format or LiteLLM's
+   ``model_prices_and_context_window.json`` as-is), whose entries replace shipped ones key by key;
+3. anything added with :func:`extend` (a file path or a dict in the same format);
+4. model aliases from ``LLMMETER_MODEL_ALIASES`` (``"my-gpt4o-deploy=gpt-4o,other=claude-sonnet-4-5"``)
+   and :func:`add_aliases`, for Azure deployment names and other private spellings.
+
+An unknown model is never priced at 0 (that would hide spend): its Cost is ``usd=None, priced=False``
+and one warning per (provider, model) is logged. Local runtimes (provider ``ollama``) are priced 0
+explicitly: they are free per token, which is a known price.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from llmmeter.config import ENV_MODEL_ALIASES, ENV_PRICE_FILE, ConfigError
+from llmmeter.pricing.formula import compute
+from llmmeter.pricing.normalize import candidates
+from llmmeter.pricing.table import PriceEntry, PriceTable, load_price_table, parse_price_data
+from llmmeter.usage import Usage
+
+__all__ = [
+    "Cost",
+    "PriceEntry",
+    "PriceTable",
+    "add_aliases",
+    "candidates",
+    "describe",
+    "extend",
+    "get_price_table",
+    "load_price_table",
+    "parse_aliases",
+    "price_usage",
+    "set_price_table",
+]
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_FILE = "prices.json"
+ZERO_PRICE_KEY_SUFFIX = "/*"  # price_key of a zero-priced provider's calls, e.g. "ollama/*"
+MAX_WARNED_MODELS = 1000  # unknown-model warnings remembered; past this, warnings stop (bounded memory)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The price of one call.
+
+    ``usd`` is None exactly when ``priced`` is False: either the model has no price (``reason`` is
+    ``"unknown_model"``) or the call reported no token counts at all (``"no_usage"``). ``price_key`` is
+    the table key the price came from, ``table_version`` the table's version (always set), and
+    ``breakdown`` the USD per token type (input, cache_read, cache_creation, cache_creation_1h, output,
+    reasoning) when priced.
+    """
+
+    usd: float | None
+    priced: bool
+    price_key: str | None
+    table_version: str
+    breakdown: Mapping[str, float] | None = field(default=None, compare=False)
+    reason: str | None = field(default=None, compare=False)
+
+
+# --- the process-wide table -------------------------------------------------------------------
+
+_lock = threading.RLock()
+_table: PriceTable | None = None
+_extensions: list[PriceTable] = []
+_extra_aliases: dict[str, str] = {}
+_load_failed: ConfigError | None = None
+_warned: set[tuple[str | None, str | None]] = set()
+
+
+def _shipped_table() -> PriceTable:
+    ref = resources.files(__name__).joinpath(SHIPPED_FILE)
+    with resources.as_file(ref) as path:
+        return load_price_table(str(path))
+
+
+def parse_aliases(raw: str, origin: str = ENV_MODEL_ALIASES) -> dict[str, str]:
+    """``"deploy-a=gpt-4o, deploy-b=claude-sonnet-4-5"`` -> ``{"deploy-a": "gpt-4o", ...}``.
+
+    Raises ConfigError naming ``origin`` and the bad item, so a typo fails at start-up.
+    """
+    aliases: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, target = item.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep or not name or not target or "=" in target:
+            raise ConfigError(f"environment variable {origin}: item {item!r}: expected name=model")
+        aliases[name] = target
+    return aliases
+
+
+def _build() -> PriceTable:
+    table = _shipped_table()
+    price_files = os.environ.get(ENV_PRICE_FILE, "").strip()
+    for path in filter(None, (p.strip() for p in price_files.split(os.pathsep))):
+        if not os.path.isfile(path):
+            raise ConfigError(f"environment variable {ENV_PRICE_FILE}: price file {path!r} does not exist")
+        table = table.merged(load_price_table(path))
+    for extension in _extensions:
+        table = table.merged(extension)
+    aliases = parse_aliases(os.environ.get(ENV_MODEL_ALIASES, ""))
+    aliases.update(_extra_aliases)
+    return table.with_aliases(aliases) if aliases else table
+
+
+def get_price_table() -> PriceTable:
+    """The process-wide table, built on first call. Call it at start-up: a bad price file, price file
+    variable or alias variable raises :class:`~llmmeter.config.ConfigError` here."""
+    global _table, _load_failed
+    table = _table
+    if table is not None:
+        return table
+    with _lock:
+        if _table is None:
+            try:
+                _table = _build()
+            except ConfigError as exc:
+                _load_failed = exc
+                raise
+            _load_failed = None
+        return _table
+
+
+def set_price_table(table: PriceTable | None) -> None:
+    """Use ``table`` from now on (tests, programmatic setup). None: rebuild lazily from the shipped file,
+    the environment and :func:`extend` / :func:`add_aliases` additions. Forgets which unknown models were
+    already warned about."""
+    global _table, _load_failed
+    with _lock:
+        _table = table
+        _load_failed = None
+        _warned.clear()
+
+
+def extend(path_or_dict: str | os.PathLike[str] | Mapping[str, Any]) -> PriceTable:
+    """Layer more prices over the current table (entries replace same-key entries as a whole).
+
+    Accepts a file path or a dict in the price-file format; validates it immediately (ConfigError).
+    Kept across :func:`set_price_table(None) <set_price_table>` rebuilds.
+    """
+    if isinstance(path_or_dict, Mapping):
+        extension = parse_price_data(path_or_dict, "<dict>", default_version="custom")
+    else:
+        extension = load_price_table(os.fspath(path_or_dict))
+    global _table
+    with _lock:
+        _extensions.append(extension)
+        if _table is not None:
+            _table = _table.merged(extension)  # keeps the current aliases
+        return get_price_table()
+
+
+def add_aliases(aliases: Mapping[str, str] | str) -> None:
+    """Map private model names (Azure deployment names, gateway routes) to priced models, e.g.
+    ``{"my-gpt4o-deploy": "gpt-4o"}`` or the ``LLMMETER_MODEL_ALIASES`` string form."""
+    parsed = parse_aliases(aliases, "add_aliases()") if isinstance(aliases, str) else dict(aliases)
+    for name, target in parsed.items():
+        if not isinstance(name, str) or not isinstance(target, str) or not name.strip() or not target.strip():
+            raise ConfigError(f"add_aliases(): alias {name!r} -> {target!r}: expected two non-empty model names")
+    global _table
+    with _lock:
+        _extra_aliases.update(parsed)
+        if _table is not None:
+            _table = _table.with_aliases(parsed)
+
+
+def _reset_for_tests() -> None:
+    """Drop every runtime addition (extensions, aliases, table). Tests only."""
+    with _lock:
+        _extensions.clear()
+        _extra_aliases.clear()
+    set_price_table(None)
+
+
+# --- pricing ----------------------------------------------------------------------------------
+
+def _warn_unknown(provider: str | None, model: str | None, version: str) -> None:
+    key = (provider, model)
+    if key in _warned:
+        return
+    with _lock:
+        if key in _warned or len(_warned) >= MAX_WARNED_MODELS:
+            return
+        _warned.add(key)
+        full = len(_warned) >= MAX_WARNED_MODELS
+    logger.warning(
+        "llmmeter: no price for model %r (provider %r) in price table %s; its calls are reported as unpriced. "
+        "Add it with LLMMETER_PRICE_FILE or map it with LLMMETER_MODEL_ALIASES.",
+        model, provider, version,
+    )
+    if full:
+        logger.warning("llmmeter: %d models without a price; not warning about more.", MAX_WARNED_MODELS)
+
+
+def _table_or_none() -> PriceTable | None:
+    table = _table
+    if table is not None:
+        return table
+    if _load_failed is not None:
+        return None  # already reported at start-up; don't re-read a broken file on every call
+    try:
+        return get_price_table()
+    except ConfigError as exc:
+        logger.error("llmmeter: price table unusable, calls are reported as unpriced: %s", exc)
+        return None
+
+
+def price_usage(provider: str | None, model: str | None, usage: Usage) -> Cost:
+    """The cost of one call. Never raises (pricing is on every call's path).
+
+    * provider in the zero-priced set (``ollama``), or a model named ``ollama/...``: ``usd=0.0, priced=True``,
+      whatever the usage.
+    * usage with neither input nor output count: ``usd=None, priced=False, reason="no_usage"`` (nothing to
+      price; no warning, the model is not at fault). One side missing counts as 0 (embeddings have no output).
+    * model without a price: ``usd=None, priced=False, reason="unknown_model"``, one warning per (provider, model).
+    * otherwise the formula in :mod:`llmmeter.pricing.formula`.
+    """
+    table = _table_or_none()
+    if table is None:
+        return Cost(None, False, None, "unavailable", reason="no_table")
+    try:
+        if table.is_zero_priced(provider, model):
+            name = (provider or (model or "").split("/", 1)[0]).lower()
+            return Cost(0.0, True, name + ZERO_PRICE_KEY_SUFFIX, table.version, {}, None)
+        if usage is None or (usage.input is None and usage.output is None):
+            return Cost(None, False, None, table.version, reason="no_usage")
+        found = table.resolve(provider, model) if isinstance(model, str) and model.strip() else None
+        if found is None:
+            _warn_unknown(provider, model, table.version)
+            return Cost(None, False, None, table.version, reason="unknown_model")
+        key, entry = found
+        usd, breakdown = compute(entry, usage)
+        return Cost(usd, True, key, table.version, breakdown)
+    except Exception:  # a pricing bug must cost the caller a number, never the call
+        logger.debug("llmmeter: pricing failed for %r", model, exc_info=True)
+        return Cost(None, False, None, table.version, reason="error")
+
+
+def describe(model: str, provider: str | None = None) -> dict[str, Any]:
+    """The price entry ``model`` resolves to, for ``llmmeter prices show``; ``{}`` when it has none.
+
+    Keys: ``model``, ``provider``, ``price_key``, ``table_version``, ``candidates`` (names tried) and the
+    entry's fields (LiteLLM names, USD per token, plus ``source`` / ``as_of``).
+    """
+    table = get_price_table()
+    base: dict[str, Any] = {"model": model, "provider": provider, "table_version": table.version}
+    if table.is_zero_priced(provider, model):
+        name = (provider or model.split("/", 1)[0]).lower()
+        return {**base, "price_key": name + ZERO_PRICE_KEY_SUFFIX, "zero_priced_provider": name,
+                "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+    found = table.resolve(provider, model)
+    if found is None:
+        return {}
+    key, entry = found
+    alias = next((table.aliases[n] for n in candidates(model) if n in table.aliases), None)
+    info = {**base, "price_key": key, "candidates": list(candidates(alias or model)), **entry.to_dict()}
+    if alias:
+        info["alias_of"] = alias
+    return info

@@ -1,0 +1,1 @@
+"""One module per provider SDK surface; each defines ``CASES: list[ProviderCase]`` (see ../framework.py)."""

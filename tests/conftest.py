@@ -1,0 +1,74 @@
+"""Shared fixtures: a real OTel SDK pipeline (TracerProvider + llmmeter's span processor + in-memory
+exporter and metric reader), so every test asserts on exactly what an exporter would receive."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+CASSETTES_DIR = os.path.join(TESTS_DIR, "cassettes")
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    processor: Any
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def llm_spans(self) -> list[ReadableSpan]:
+        from llmmeter import names
+
+        return [s for s in self.spans() if (s.attributes or {}).get(names.OPERATION) in names.INFERENCE_OPERATIONS]
+
+    def metric_points(self, name: str) -> list[Any]:
+        """Every data point of metric ``name`` collected now (sum points and histogram points)."""
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        if data is None:
+            return points
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+    def metric_total(self, name: str, **match: Any) -> float:
+        """Sum of a counter's values (or a histogram's sums) over points whose attributes match."""
+        total = 0.0
+        for p in self.metric_points(name):
+            attrs = dict(p.attributes or {})
+            if all(attrs.get(k) == v for k, v in match.items()):
+                total += p.value if hasattr(p, "value") else p.sum
+        return total
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    from llmmeter.processor import LLMMeterSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider()
+    processor = LLMMeterSpanProcessor(meter_provider=meter_provider)
+    tracer_provider.add_span_processor(processor)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield Telemetry(tracer_provider, meter_provider, exporter, reader, processor)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()

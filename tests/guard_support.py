@@ -1,0 +1,118 @@
+"""Helpers shared by the attribution / budget / agent / loop-guard / outcome tests.
+
+``guarded(telemetry)`` wires llmmeter's guard telemetry (agent and tool spans, budget and run metrics)
+to the test's SDK pipeline, instruments the real openai SDK, and undoes all of it afterwards, so tests
+cannot leak budgets, hooks or settings into each other.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import openai
+from llmmeter import _providers, budgets, config, estimate, hooks, outcomes
+from llmmeter.instrumentors.openai import OpenAIInstrumentor
+
+
+@contextmanager
+def guarded(telemetry: Any) -> Iterator[Any]:
+    estimate.warm_up(wait=True)
+    before, after = list(hooks.BEFORE_CALL), list(hooks.AFTER_CALL)
+    _providers.use(telemetry.tracer_provider, telemetry.meter_provider)
+    budgets.clear()
+    budgets.configure(store=budgets.InMemoryStore(), on_store_error="open")
+    outcomes._reset_for_tests()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    try:
+        yield telemetry
+    finally:
+        instrumentor.uninstrument()
+        budgets.clear()
+        budgets.configure(store=budgets.InMemoryStore(), on_store_error="open")
+        hooks.BEFORE_CALL[:] = before
+        hooks.AFTER_CALL[:] = after
+        _providers.use()
+        config.set_settings(None)
+
+
+class CountingServer(ThreadingHTTPServer):
+    """A minimal OpenAI-wire chat server on 127.0.0.1 that counts the requests it receives.
+
+    Every reply reports ``prompt_tokens`` and ``completion_tokens`` as configured, so a test knows each
+    call's exact cost. ``gate`` (a threading.Event) makes handlers wait until the test releases them:
+    that is how concurrency tests keep many calls in flight at once without sleeping.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, prompt_tokens: int = 10, completion_tokens: int = 5, model: str = "gpt-4o-mini") -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.model = model
+        self.requests = 0
+        self.arrived = threading.Semaphore(0)
+        self.gate: threading.Event | None = None
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified on every request
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def client(self, cls: type = openai.OpenAI) -> Any:
+        return cls(base_url=self.base_url, api_key="test-key", max_retries=0)
+
+    def __enter__(self) -> CountingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: CountingServer  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        with self.server.changed:
+            self.server.requests += 1
+            self.server.changed.notify_all()
+        self.server.arrived.release()
+        if self.server.gate is not None:
+            self.server.gate.wait()
+        usage = {"prompt_tokens": self.server.prompt_tokens, "completion_tokens": self.server.completion_tokens,
+                 "total_tokens": self.server.prompt_tokens + self.server.completion_tokens}
+        data = json.dumps({
+            "id": "chatcmpl-count", "object": "chat.completion", "created": 1700000000,
+            "model": body.get("model") or self.server.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": usage,
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def chat(client: Any, content: str = "hi", **kwargs: Any) -> Any:
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": content}], **kwargs
+    )
