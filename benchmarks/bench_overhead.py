@@ -194,7 +194,7 @@ class Pipeline:
         self.versions = _versions()
 
         if arm in ("llmmeter", "llmmeter_no_processor"):
-            from llmmeter.configure import configure
+            from llmmeter.pipeline import configure
             from llmmeter.instrumentors.openai import OpenAIInstrumentor
 
             if arm == "llmmeter":

@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_overhead.py"
 MODES = ("chat", "stream")
+CLOCKS = ("wall", "cpu")
 ARMS = ("bare", "openai_v2", "llmmeter")
 QUICK_ROUNDS, QUICK_CALLS, QUICK_WARMUP = 2, 5, 3  # what --quick sets
 STAT_KEYS = {"samples", "median_us", "p95_us", "mean_us", "min_us"}
@@ -31,6 +32,7 @@ def _bench_module() -> Any:
     spec = importlib.util.spec_from_file_location("bench_overhead", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
@@ -73,10 +75,12 @@ def test_every_arm_measured_both_modes(result: dict[str, Any]) -> None:
         assert arm["available"] is True, (name, arm.get("error"))
         assert set(arm["modes"]) == set(MODES)
         for mode in MODES:
-            stats = arm["modes"][mode]
-            assert set(stats) == STAT_KEYS
-            assert stats["samples"] == QUICK_ROUNDS * QUICK_CALLS
-            assert all(isinstance(stats[key], (int, float)) for key in STAT_KEYS)
+            assert set(arm["modes"][mode]) == set(CLOCKS)
+            for clock in CLOCKS:
+                stats = arm["modes"][mode][clock]
+                assert set(stats) == STAT_KEYS
+                assert stats["samples"] == QUICK_ROUNDS * QUICK_CALLS
+                assert all(isinstance(stats[key], (int, float)) for key in STAT_KEYS)
 
 
 def test_each_arm_produced_its_telemetry(result: dict[str, Any]) -> None:
@@ -99,9 +103,10 @@ def test_added_cost_and_ratios_are_reported(result: dict[str, Any]) -> None:
     assert set(result["added"]) == {"openai_v2", "llmmeter", "llmmeter_no_processor", "llmmeter@copy"}
     for figures in result["added"].values():
         for mode in MODES:
-            added = figures[mode]
-            assert {"median_us", "p95_us", "median_us_paired", "median_us_by_round"} <= set(added)
-            assert len(added["median_us_by_round"]) == QUICK_ROUNDS
+            for clock in CLOCKS:
+                added = figures[mode][clock]
+                assert {"median_us", "p95_us", "median_us_paired", "median_us_by_round"} <= set(added)
+                assert len(added["median_us_by_round"]) == QUICK_ROUNDS
     assert set(result["ratios"]) == {
         "llmmeter_vs_openai_v2",
         "llmmeter_no_processor_vs_openai_v2",
@@ -109,11 +114,13 @@ def test_added_cost_and_ratios_are_reported(result: dict[str, Any]) -> None:
     }
     for modes in result["ratios"].values():
         assert set(modes) == set(MODES)
-        for ratio in modes.values():
-            for key in ("median", "p95", "median_paired"):
-                # None when openai-v2's added time was not positive (noise in a tiny run): never a fake figure.
-                assert ratio[key] is None or isinstance(ratio[key], float)
-            assert isinstance(ratio["verdict"], str) and ratio["verdict"]
+        for clocks in modes.values():
+            assert set(clocks) == set(CLOCKS)
+            for ratio in clocks.values():
+                for key in ("median", "p95", "median_paired"):
+                    # None when openai-v2's added time was not positive (noise in a tiny run): never a fake figure.
+                    assert ratio[key] is None or isinstance(ratio[key], float)
+                assert isinstance(ratio["verdict"], str) and ratio["verdict"]
 
 
 def test_processor_throughput_reported_for_each_llmmeter(result: dict[str, Any]) -> None:
@@ -122,7 +129,7 @@ def test_processor_throughput_reported_for_each_llmmeter(result: dict[str, Any])
     for figures in throughputs:
         assert set(figures) == kinds
         for kind, info in figures.items():
-            assert info["spans_per_s"] > 0 and info["us_per_span"] > 0
+            assert info["spans_per_s"] > 0 and info["us_per_span"] > 0 and info["spans_per_s_wall"] > 0
             # The GenAI spans were really counted; the HTTP span was really ignored.
             assert (info["requests_counted"] > 0) == (kind != "non_genai_span"), kind
 
@@ -144,6 +151,7 @@ def test_environment_and_config_recorded(result: dict[str, Any]) -> None:
     versions = result["environment"]["versions"]
     for dist in ("openai", "httpx2", "opentelemetry-sdk", "opentelemetry-instrumentation-openai-v2", "llmmeter"):
         assert versions[dist], dist
+    assert "loadavg_start" in result["environment"] and "loadavg_end" in result["environment"]
     config = result["config"]
     assert config["quick"] is True
     assert config["stream_content_chunks"] == 10 and config["stream_usage_chunk"] is True

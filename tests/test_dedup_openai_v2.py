@@ -15,11 +15,10 @@ from typing import Any
 
 import openai
 import pytest
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialInstrumentor
-
 from conftest import Telemetry
 from llmmeter import names
 from llmmeter.instrumentors.openai import OpenAIInstrumentor as LLMMeterInstrumentor
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialInstrumentor
 from replay_server import RecordedRequest, Reply, ScriptedServer, scripted
 
 MODEL = "gpt-4o-mini"

@@ -16,7 +16,7 @@ from llmmeter.distro import LLMMeterConfigurator, LLMMeterDistro, attach_to_glob
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
-from test_configure import fresh_otel_globals, llm_span, llmmeter_processors
+from test_pipeline import fresh_otel_globals, llm_span, llmmeter_processors
 
 __all__ = ["fresh_otel_globals"]  # the fixture, imported for this module's tests
 

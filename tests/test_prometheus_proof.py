@@ -1,34 +1,47 @@
 """Proof on a real Prometheus: every dashboard query returns data and every alert expression evaluates,
-on metrics produced by llmmeter's span processor from a known workload; totals match the workload; one
-alert fires into a real Alertmanager.
+on metrics llmmeter produced from a real workload; totals match the spans; alerts fire into a real
+Alertmanager.
 
-Pipeline: OTel SDK spans carrying the semconv/llmmeter attributes instrumentors emit (see the brief's
-Spans contract) -> ``LLMMeterSpanProcessor`` -> ``PrometheusMetricReader`` served by prometheus_client on
-127.0.0.1 -> ``prometheus`` (1 s scrapes, temp storage) -> HTTP API. Last week's data (for ``offset 1w``)
-is backfilled with ``promtool tsdb create-blocks-from openmetrics``.
+The workload is the demo's (``llmmeter demo``): :mod:`llmmeter.demo.scenarios` and the looping support
+agent of :mod:`llmmeter.demo.agent_scenario`, through the real ``openai`` SDK instrumented by llmmeter's
+``OpenAIInstrumentor``, against :class:`llmmeter.demo.server.DemoServer` on 127.0.0.1. On top of it, what a
+product adds: budgets (``llmmeter.budgets``: a soft token budget that crosses 80% and 100%, a soft USD
+budget, a hard call budget that refuses a tenant's calls), business outcomes (``llmmeter.record_outcome``)
+and a long tail of teams past the per-label cap (so ``llmmeter.attribution.overflow`` is produced too).
 
-Metrics no llmmeter module emits yet from spans (agent runs, loop guard, budgets, outcomes) are recorded
-by STAND-IN instruments below with the names/units of ``names.METRIC_SPECS``; replace them with the real
-modules once they exist.
+Pipeline: SDK TracerProvider -> ``LLMMeterSpanProcessor`` (tokens, cost, requests) and, through
+``llmmeter._providers.use()``, the agents/budgets/outcomes instruments -> one SDK MeterProvider ->
+``PrometheusMetricReader`` served on 127.0.0.1 -> ``prometheus`` (1 s scrapes) -> HTTP API. Expected totals
+are computed from the exported spans, never typed in. Last week's data (for ``offset 1w``) is backfilled
+with ``promtool tsdb create-blocks-from openmetrics``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
+import llmmeter
+import openai
 import pytest
 import yaml
-from llmmeter import attribution, names
-from llmmeter.config import Settings
+from guard_support import guarded
+from llmmeter import attribution, budgets, config, names
+from llmmeter.demo import agent_scenario, scenarios
+from llmmeter.demo.server import DemoServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from promtools import (
     DASHBOARDS_DIR,
     RULES_FILE,
@@ -42,136 +55,79 @@ from promtools import (
 )
 
 SERVICE = "llmmeter-proof"
+ENVIRONMENT = "proof"
 M = names.metric_prometheus_name
 L = names.prometheus_label
-# The one place the Python exporter's naming differs from the collector's (names.prometheus_name):
-# it maps unit "1" to no suffix, the collector appends `_ratio` to gauges with unit "1".
-PYTHON_EXPORTER_DIVERGENCES = {M(names.METRIC_BUDGET_SPEND): "llmmeter_budget_spend"}
+PHASES = 2  # two scrapes apart, so rate()/increase() see every series grow
+# The per-label cap: LONG_TAIL_TEAMS go past it (the demo itself never sets `team`), so later teams fold
+# into __overflow__. Which keys overflow is worked out from the spans, so new demo scenarios cannot break it.
+MAX_VALUES_PER_LABEL = 8
+LONG_TAIL_TEAMS = tuple(f"team-{i:02d}" for i in range(MAX_VALUES_PER_LABEL + 2))
+OVER_BUDGET = {"tenant": "hooli", "feature": "support-chat", "route": "/api/support", "user": "u-4004"}
+SUPPORT = {"tenant": "acme", "feature": "support-chat", "route": "/api/support", "user": "u-1001"}
+BUDGET_SPECS = (
+    "feature=summarize: 1k tokens/day",  # soft; the first summarize call crosses 80% and 100%
+    "tenant=acme: $5/day",  # soft; far from spent
+    f"tenant={OVER_BUDGET['tenant']}: 1 calls/day hard",  # the tenant's second call is refused
+)
 
 
 @dataclass
-class Call:
-    provider: str
-    model: str
-    input: int
-    output: int
-    cache_read: int = 0
-    reasoning: int = 0
-    cost: float | None = None  # None: unpriced
-    estimated: bool = False
-    error: str | None = None
-    who: dict[str, str] = field(default_factory=dict)
-
-
-WHO_A = {"tenant": "acme", "feature": "support-chat", "team": "cx", "route": "/api/support",
-         "environment": "prod", "user": "u-1001"}
-WHO_B = {"tenant": "globex", "feature": "summarize", "team": "docs", "route": "/api/summarize",
-         "environment": "prod", "user": "u-2002"}
-PHASES: list[list[Call]] = [
-    [
-        Call("openai", "gpt-4o-mini", 1200, 150, cache_read=1024, cost=0.000333, who=WHO_A),
-        Call("anthropic", "claude-sonnet-4", 3000, 400, cache_read=2000, cost=0.0126, who=WHO_B),
-        Call("openai", "acme-internal-llm-2", 500, 50, who=WHO_A),
-        Call("openai", "gpt-4o", 800, 120, cost=0.0032, estimated=True, who=WHO_B),
-    ],
-    [
-        Call("openai", "gpt-4o-mini", 1500, 300, cache_read=1024, reasoning=64, cost=0.00041, who=WHO_A),
-        Call("anthropic", "claude-sonnet-4", 5000, 800, cache_read=4096, cost=0.0215, who=WHO_B),
-        Call("openai", "acme-internal-llm-2", 700, 90, who=WHO_A),
-        Call("openai", "gpt-4o", 900, 0, cost=0.00225, error="RateLimitError", who=WHO_B),
-        Call("openai", "gpt-4o", 1000, 200, cost=0.0045, estimated=True, who=WHO_A),
-    ],
-]
-
-
-def expected_totals(phases: list[list[Call]]) -> dict[str, float]:
-    calls = [c for phase in phases for c in phase]
-    return {
-        "cost": sum(c.cost or 0.0 for c in calls),
-        "input": sum(c.input for c in calls),
-        "output": sum(c.output for c in calls),
-        "cache_read": sum(c.cache_read for c in calls),
-        "reasoning": sum(c.reasoning for c in calls),
-        "requests": len(calls),
-        "unpriced": sum(1 for c in calls if c.cost is None),
-    }
-
-
 class Workload:
-    """The app side: a real SDK TracerProvider with llmmeter's span processor, metrics served for scraping."""
+    """The app side: the pipeline ``llmmeter demo`` builds, with its metrics served for scraping."""
 
-    def __init__(self) -> None:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: InMemorySpanExporter
+    settings: config.Settings
+    port: int
+    server: Any
+    budgets: list[budgets.Budget] = field(default_factory=list)
+    resolved_tickets: int = 0  # record_outcome(success=True) calls made by the workload
+    refused: int = 0  # BudgetExceeded the app caught
+
+    @classmethod
+    def start(cls) -> Workload:
         from llmmeter.processor import LLMMeterSpanProcessor
+        from llmmeter.views import llmmeter_views
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import CollectorRegistry, start_http_server
 
-        self.registry = CollectorRegistry()
-        reader = PrometheusMetricReader(
-            registry=self.registry, resource_attribute_filter=lambda key: key == "service.name"
-        )
+        registry = CollectorRegistry()
+        reader = PrometheusMetricReader(registry=registry, resource_attribute_filter=lambda key: key == "service.name")
         resource = Resource.create({"service.name": SERVICE})
-        self.meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
-        self.tracer_provider = TracerProvider(resource=resource)
-        settings = Settings(label_keys=(*names.DEFAULT_LABEL_KEYS, "user"))
-        self.tracer_provider.add_span_processor(LLMMeterSpanProcessor(self.meter_provider, settings=settings))
-        self.tracer = self.tracer_provider.get_tracer("llmmeter.proof")
-        self.port = free_port()
-        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
-        self._stand_ins()
+        meter_provider = MeterProvider(metric_readers=[reader], resource=resource, views=llmmeter_views())
+        tracer_provider = TracerProvider(resource=resource)
+        settings = config.Settings(label_keys=(*names.DEFAULT_LABEL_KEYS, "user"), summary="off",
+                                   max_values_per_label=MAX_VALUES_PER_LABEL)
+        tracer_provider.add_span_processor(LLMMeterSpanProcessor(meter_provider, settings=settings))
+        exporter = InMemorySpanExporter()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        port = free_port()
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        return cls(tracer_provider, meter_provider, exporter, settings, port, server)
 
-    def _stand_ins(self) -> None:
-        """STAND-IN for modules that do not emit these yet: same names, units and label keys as names.py."""
-        meter = self.meter_provider.get_meter("llmmeter.proof.stand-in")
+    def run_phase(self, client: openai.OpenAI, phase: int) -> None:
+        with attribution.attributes(environment=ENVIRONMENT):
+            scenarios.run_all(client)  # support-chat, summarize (streams, cache, estimate), search, unpriced
+            with attribution.attributes(**SUPPORT):
+                llmmeter.record_outcome("ticket_resolved", success=True, count=2)
+                self.resolved_tickets += 2
+            with attribution.attributes(**OVER_BUDGET):
+                for _ in range(2 if phase == 0 else 1):
+                    try:
+                        client.chat.completions.create(
+                            model="gpt-4o-mini", messages=[{"role": "user", "content": "Cancel my plan."}])
+                    except llmmeter.BudgetExceeded:
+                        self.refused += 1
+            for team in LONG_TAIL_TEAMS:
+                with attribution.attributes(tenant="acme", feature="search", route="/api/search", team=team):
+                    client.embeddings.create(model="text-embedding-3-small", input=["order status"])
+            result = agent_scenario.run_agent_scenario(client)  # stopped by the loop guard
+            assert result.stopped_by == "repeated_tool_call", result
 
-        def make(metric: str):
-            kind, unit = names.METRIC_SPECS[metric]
-            create = {names.KIND_COUNTER: meter.create_counter, names.KIND_HISTOGRAM: meter.create_histogram,
-                      names.KIND_GAUGE: meter.create_gauge}[kind]
-            return create(metric, unit=unit)
-
-        self.runs = make(names.METRIC_AGENT_RUNS)
-        self.run_cost = make(names.METRIC_AGENT_RUN_COST)
-        self.run_calls = make(names.METRIC_AGENT_RUN_LLM_CALLS)
-        self.trips = make(names.METRIC_LOOP_GUARD_TRIPS)
-        self.spend = make(names.METRIC_BUDGET_SPEND)
-        self.crossings = make(names.METRIC_BUDGET_CROSSINGS)
-        self.blocked = make(names.METRIC_BUDGET_BLOCKED)
-        self.outcomes = make(names.METRIC_OUTCOMES)
-
-    def run_phase(self, calls: list[Call], phase: int) -> None:
-        for call in calls:
-            with attribution.attributes(**call.who):
-                self._llm_call(call)
-        who = {k: v for k, v in WHO_A.items()}
-        agent = {names.AGENT_NAME: "triage-agent", **who}
-        self.runs.add(2, agent)
-        for cost, llm_calls in ((0.004, 3), (0.03, 9)):
-            self.run_cost.record(cost, agent)
-            self.run_calls.record(llm_calls, agent)
-        self.trips.add(1, {names.LABEL_GUARD: "max_llm_calls", **who})
-        self.spend.set(0.5 + 0.4 * phase, {names.LABEL_BUDGET: "team-cx-daily", **who})
-        self.crossings.add(1, {names.LABEL_BUDGET: "team-cx-daily", names.LABEL_THRESHOLD: "0.8", **who})
-        self.blocked.add(1, {names.LABEL_BUDGET: "team-cx-daily", **who})
-        self.outcomes.add(3, {names.LABEL_OUTCOME: "ticket_resolved", names.LABEL_SUCCESS: "true", **who})
-        self.outcomes.add(1, {names.LABEL_OUTCOME: "ticket_resolved", names.LABEL_SUCCESS: "false", **who})
-
-    def _llm_call(self, call: Call) -> None:
-        attrs = {names.PROVIDER: call.provider, names.OPERATION: names.OP_CHAT, names.REQUEST_MODEL: call.model}
-        with self.tracer.start_as_current_span(f"chat {call.model}", kind=SpanKind.CLIENT, attributes=attrs) as span:
-            span.set_attribute(names.RESPONSE_MODEL, call.model)
-            span.set_attribute(names.USAGE_INPUT_TOKENS, call.input)
-            span.set_attribute(names.USAGE_OUTPUT_TOKENS, call.output)
-            if call.cache_read:
-                span.set_attribute(names.USAGE_CACHE_READ_TOKENS, call.cache_read)
-            if call.reasoning:
-                span.set_attribute(names.USAGE_REASONING_TOKENS, call.reasoning)
-            span.set_attribute(names.LLMMETER_PRICED, call.cost is not None)
-            if call.cost is not None:
-                span.set_attribute(names.COST_USD, call.cost)
-            span.set_attribute(names.LLMMETER_ESTIMATED, call.estimated)
-            if call.error:
-                span.set_attribute(names.ERROR_TYPE, call.error)
-                span.set_status(StatusCode.ERROR)
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
 
     def exposition(self) -> str:
         return http_get(f"http://127.0.0.1:{self.port}/metrics").decode()
@@ -182,12 +138,46 @@ class Workload:
         self.meter_provider.shutdown()
 
 
+# --- what the spans say ------------------------------------------------------------------------------
+TOKEN_ATTRS = {
+    "input": names.USAGE_INPUT_TOKENS,
+    "output": names.USAGE_OUTPUT_TOKENS,
+    "cache_read": names.USAGE_CACHE_READ_TOKENS,
+    "cache_creation": names.USAGE_CACHE_CREATION_TOKENS,
+    "reasoning": names.USAGE_REASONING_TOKENS,
+}
+
+
+def llm_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    return [s for s in spans if (s.attributes or {}).get(names.OPERATION) in names.INFERENCE_OPERATIONS]
+
+
+def events(spans: list[ReadableSpan], name: str) -> list[Any]:
+    return [e for s in spans for e in s.events if e.name == name]
+
+
+def span_tokens(spans: list[ReadableSpan]) -> dict[str, int]:
+    """Tokens by llmmeter token type over the LLM spans (types with none left out, like the counter)."""
+    totals = {kind: sum(s.attributes.get(attr, 0) for s in llm_spans(spans)) for kind, attr in TOKEN_ATTRS.items()}
+    return {kind: total for kind, total in totals.items() if total}
+
+
+def span_cost(spans: list[ReadableSpan]) -> float:
+    return math.fsum(s.attributes.get(names.COST_USD, 0.0) for s in llm_spans(spans))
+
+
+def unpriced_models(spans: list[ReadableSpan]) -> set[str]:
+    return {s.attributes[names.REQUEST_MODEL] for s in llm_spans(spans)
+            if s.attributes.get(names.LLMMETER_PRICED) is False and not s.attributes.get(names.LLMMETER_BLOCKED)}
+
+
+# --- the stack ---------------------------------------------------------------------------------------
 def backfill_last_week(promtool: str, data_dir: pathlib.Path, tmp: pathlib.Path) -> float:
     """Input tokens and cost from one week ago (for the `offset 1w` panels and the spike alert)."""
     now = time.time()
     start, step, points = now - 7 * 86400 - 5400, 60, 100
     labels = (f'{L(names.PROVIDER)}="openai",{L(names.REQUEST_MODEL)}="gpt-4o-mini",'
-              f'{L("service.name")}="{SERVICE}"')
+              f'{L("service.name")}="{SERVICE}",environment="{ENVIRONMENT}"')
     tokens, cost = M(names.METRIC_TOKENS), M(names.METRIC_COST)
     lines = [f"# TYPE {tokens.removesuffix('_total')} counter", f"# TYPE {cost.removesuffix('_total')} counter"]
     per_step_tokens = 600
@@ -224,53 +214,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir.mkdir()
     last_week_rate = backfill_last_week(promtool, data_dir, tmp)
 
-    workload = Workload()
-    am_port, prom_port = free_port(), free_port()
-    (tmp / "alertmanager.yml").write_text(yaml.safe_dump({
-        "route": {"receiver": "test", "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "test"}],
-    }))
-    python_name, collector_name = next(iter(PYTHON_EXPORTER_DIVERGENCES.items()))[::-1]
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES_FILE)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{
-            "job_name": "llmmeter-app",
-            "static_configs": [{"targets": [f"127.0.0.1:{workload.port}"]}],
-            # Direct scrape of the Python exporter: give the budget gauge the collector's name.
-            "metric_relabel_configs": [{
-                "source_labels": ["__name__"], "regex": python_name,
-                "target_label": "__name__", "replacement": collector_name,
-            }],
-        }],
-    }))
-    am_args = [alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am'}",
-               f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]
-    prom_args = [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data_dir}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=30d"]
-    try:
-        with running(am_args, tmp / "alertmanager.log"), running(prom_args, tmp / "prometheus.log"):
-            base = f"http://127.0.0.1:{prom_port}"
-            wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
-            wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager ready")
-            api = PrometheusAPI(base)
-            requests = M(names.METRIC_REQUESTS)
-            seen = 0
-            for phase, calls in enumerate(PHASES):
-                workload.run_phase(calls, phase)
-                seen += len(calls)
-                # Wait until a scrape has seen this phase, so rate()/increase() have two distinct samples.
-                wait_until(lambda n=seen: api.vector(f"sum({requests})") == [({}, float(n))], 30,
-                           f"prometheus to scrape {seen} requests")
-            yield Stack(api, f"http://127.0.0.1:{am_port}", workload, last_week_rate)
-    finally:
-        workload.close()
+    with ExitStack() as cleanup:
+        workload = Workload.start()
+        cleanup.callback(workload.close)
+        # guarded(): llmmeter's guard telemetry to this pipeline, the openai SDK instrumented, fresh budgets
+        # and outcomes; on exit every hook, budget, provider and setting is put back.
+        cleanup.enter_context(guarded(workload))
+        config.set_settings(workload.settings)
+        workload.budgets = [budgets.add(spec) for spec in BUDGET_SPECS]
+        demo = cleanup.enter_context(DemoServer())
+        client = openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
+
+        am_port, prom_port = free_port(), free_port()
+        (tmp / "alertmanager.yml").write_text(yaml.safe_dump({
+            "route": {"receiver": "test", "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"},
+            "receivers": [{"name": "test"}],
+        }))
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES_FILE)],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+            # A direct scrape of the Python exporter: no relabelling, the names are the collector's.
+            "scrape_configs": [{"job_name": "llmmeter-app",
+                                "static_configs": [{"targets": [f"127.0.0.1:{workload.port}"]}]}],
+        }))
+        am_args = [alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am'}",
+                   f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]
+        prom_args = [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data_dir}",
+                     f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=30d"]
+        cleanup.enter_context(running(am_args, tmp / "alertmanager.log"))
+        cleanup.enter_context(running(prom_args, tmp / "prometheus.log"))
+        base = f"http://127.0.0.1:{prom_port}"
+        wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
+        wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager ready")
+        api = PrometheusAPI(base)
+        requests = M(names.METRIC_REQUESTS)
+        for phase in range(PHASES):
+            workload.run_phase(client, phase)
+            seen = len(llm_spans(workload.spans()))
+            # Wait until a scrape has seen this phase, so rate()/increase() have two distinct samples.
+            wait_until(lambda n=seen: api.vector(f"sum({requests})") == [({}, float(n))], 30,
+                       f"prometheus to scrape {seen} requests")
+        yield Stack(api, f"http://127.0.0.1:{am_port}", workload, last_week_rate)
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
-    import json
-
     out = []
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
@@ -284,21 +272,20 @@ def alert_expressions() -> list[tuple[str, str]]:
     return [(rule["alert"], rule["expr"]) for group in doc["groups"] for rule in group["rules"]]
 
 
+# --- tests -------------------------------------------------------------------------------------------
 def test_python_exporter_names_match_prometheus_name(stack: Stack) -> None:
-    """What opentelemetry-exporter-prometheus serves vs names.prometheus_name(): equal but for the
-    documented budget-gauge difference (unit "1")."""
+    """opentelemetry-exporter-prometheus serves exactly names.metric_prometheus_name() for every metric
+    of names.METRIC_SPECS (the collector's names), and nothing else under llmmeter_/gen_ai_."""
     text = stack.workload.exposition()
     served = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    expected = set()
     for metric, (kind, _unit) in names.METRIC_SPECS.items():
-        if metric in (names.METRIC_TIME_TO_FIRST_CHUNK, names.METRIC_ATTRIBUTION_OVERFLOW):
-            continue  # no stream / no overflow in this workload
-        expected = PYTHON_EXPORTER_DIVERGENCES.get(M(metric), M(metric))
-        sample = expected + "_bucket" if kind == names.KIND_HISTOGRAM else expected
-        assert sample in served, f"{metric}: expected {sample} in the exposition, served {sorted(served)}"
-    assert M(names.METRIC_BUDGET_SPEND) not in served, "the Python exporter now appends _ratio: update the docs"
+        base = M(metric)
+        expected |= {base + s for s in ("_bucket", "_sum", "_count")} if kind == names.KIND_HISTOGRAM else {base}
+    assert {s for s in served if s.startswith(("llmmeter_", "gen_ai_"))} == expected
     labels_line = next(line for line in text.splitlines() if line.startswith(M(names.METRIC_TOKENS) + "{"))
     for label in (L(names.PROVIDER), L(names.REQUEST_MODEL), L(names.LABEL_TOKEN_TYPE), "tenant", "user",
-                  L("service.name")):
+                  "environment", L("service.name")):
         assert f"{label}=" in labels_line, f"{label} missing from {labels_line}"
 
 
@@ -315,20 +302,113 @@ def test_alert_expression_evaluates(stack: Stack, alert: str, expr: str) -> None
     assert response["status"] == "success", f"{alert}: {response}"
 
 
-def test_totals_equal_the_workload(stack: Stack) -> None:
-    want = expected_totals(PHASES)
+def test_cost_and_tokens_equal_the_spans(stack: Stack) -> None:
+    spans = stack.workload.spans()
+    llm = llm_spans(spans)
     api = stack.api
-    assert api.scalar(f"sum({M(names.METRIC_COST)})") == pytest.approx(want["cost"], rel=1e-9)
-    by_type = dict((m[L(names.LABEL_TOKEN_TYPE)], v) for m, v in
-                   api.vector(f"sum by ({L(names.LABEL_TOKEN_TYPE)}) ({M(names.METRIC_TOKENS)})"))
-    assert by_type == {"input": want["input"], "output": want["output"], "cache_read": want["cache_read"],
-                       "reasoning": want["reasoning"]}
-    priced = L(names.LABEL_PRICED)
-    assert api.scalar(f"sum({M(names.METRIC_REQUESTS)})") == want["requests"]
-    assert api.scalar(f'sum({M(names.METRIC_REQUESTS)}{{{priced}="false"}})') == want["unpriced"]
-    # The semconv histogram saw the same input tokens.
+    want_cost = span_cost(spans)
+    assert want_cost > 0
+    assert api.scalar(f"sum({M(names.METRIC_COST)})") == pytest.approx(want_cost, rel=1e-9)
+    token_type = L(names.LABEL_TOKEN_TYPE)
+    by_type = {m[token_type]: v for m, v in api.vector(f"sum by ({token_type}) ({M(names.METRIC_TOKENS)})")}
+    want_tokens = span_tokens(spans)
+    assert {"input", "output", "cache_read"} <= set(want_tokens)  # the workload exercises the prompt cache
+    assert by_type == want_tokens
     sc = L(names.TOKEN_TYPE)
-    assert api.scalar(f'sum({M(names.METRIC_TOKEN_USAGE)}_sum{{{sc}="input"}})') == want["input"]
+    assert api.scalar(f'sum({M(names.METRIC_TOKEN_USAGE)}_sum{{{sc}="input"}})') == want_tokens["input"]
+    assert api.scalar(f"sum({M(names.METRIC_REQUESTS)})") == len(llm)
+    estimated = sum(1 for s in llm if s.attributes.get(names.LLMMETER_ESTIMATED) is True)
+    assert estimated > 0
+    assert api.scalar(f'sum({M(names.METRIC_REQUESTS)}{{{L(names.LABEL_ESTIMATED)}="true"}})') == estimated
+    unpriced = sum(1 for s in llm if s.attributes.get(names.LLMMETER_PRICED) is False
+                   and not s.attributes.get(names.LLMMETER_BLOCKED))
+    assert api.scalar(f'sum({M(names.METRIC_REQUESTS)}{{{L(names.LABEL_PRICED)}="false"}})') == unpriced
+    blocked = sum(1 for s in llm if s.attributes.get(names.LLMMETER_BLOCKED) is True)
+    assert api.scalar(f'sum({M(names.METRIC_REQUESTS)}{{{L(names.LABEL_STATUS)}="blocked"}})') == blocked
+
+
+def test_cost_by_tenant_equals_the_spans(stack: Stack) -> None:
+    tenant_attr = names.ATTRIBUTION_SPAN_PREFIX + "tenant"
+    want: Counter[str] = Counter()
+    for span in llm_spans(stack.workload.spans()):
+        want[span.attributes[tenant_attr]] += span.attributes.get(names.COST_USD, 0.0)
+    got = {m["tenant"]: v for m, v in stack.api.vector(f"sum by (tenant) ({M(names.METRIC_COST)})")}
+    assert set(got) == {t for t, usd in want.items() if usd}
+    for tenant, usd in got.items():
+        assert usd == pytest.approx(want[tenant], rel=1e-9), tenant
+
+
+def test_agent_and_loop_guard_metrics_equal_the_spans(stack: Stack) -> None:
+    spans = stack.workload.spans()
+    runs = [s for s in spans if s.attributes.get(names.OPERATION) == names.OP_INVOKE_AGENT]
+    assert len(runs) == PHASES
+    api = stack.api
+    agent = L(names.AGENT_NAME)
+    assert api.vector(f"sum by ({agent}, {L(names.LABEL_STATUS)}) ({M(names.METRIC_AGENT_RUNS)})") == [
+        ({agent: agent_scenario.AGENT_NAME, L(names.LABEL_STATUS): "blocked"}, float(len(runs)))]
+    trips = events(spans, names.EVENT_LOOP_GUARD)
+    assert api.vector(f"sum by ({L(names.LABEL_GUARD)}) ({M(names.METRIC_LOOP_GUARD_TRIPS)})") == [
+        ({L(names.LABEL_GUARD): "repeated_tool_call"}, float(len(trips)))]
+    run_cost = math.fsum(s.attributes[names.RUN_COST_USD] for s in runs)
+    assert api.scalar(f"sum({M(names.METRIC_AGENT_RUN_COST)}_sum)") == pytest.approx(run_cost, rel=1e-9)
+    run_calls = sum(s.attributes[names.RUN_LLM_CALLS] for s in runs)
+    assert api.scalar(f"sum({M(names.METRIC_AGENT_RUN_LLM_CALLS)}_sum)") == run_calls
+
+
+def test_budget_metrics_equal_the_spans(stack: Stack) -> None:
+    workload, api = stack.workload, stack.api
+    spans = workload.spans()
+    budget, threshold = L(names.LABEL_BUDGET), L(names.LABEL_THRESHOLD)
+    crossings = Counter((e.attributes[names.LABEL_BUDGET], e.attributes[names.LABEL_THRESHOLD])
+                        for e in events(spans, names.EVENT_BUDGET_THRESHOLD))
+    got = {(m[budget], m[threshold]): v
+           for m, v in api.vector(f"sum by ({budget}, {threshold}) ({M(names.METRIC_BUDGET_CROSSINGS)})")}
+    tokens_budget, usd_budget, calls_budget = workload.budgets
+    assert {(tokens_budget.name, "0.8"), (tokens_budget.name, "1"), (calls_budget.name, "1")} <= set(got)
+    assert got == {key: float(n) for key, n in crossings.items()}
+    refusals = events(spans, names.EVENT_BUDGET_EXCEEDED)
+    assert len(refusals) == workload.refused == PHASES
+    assert api.vector(f"sum by ({budget}) ({M(names.METRIC_BUDGET_BLOCKED)})") == [
+        ({budget: calls_budget.name}, float(len(refusals)))]
+    # The gauge: what the summarize feature's calls used (input + output tokens) over the budget's limit.
+    feature = names.ATTRIBUTION_SPAN_PREFIX + "feature"
+    summarize = [s for s in llm_spans(spans) if s.attributes.get(feature) == "summarize"]
+    used = sum(s.attributes[names.USAGE_INPUT_TOKENS] + s.attributes[names.USAGE_OUTPUT_TOKENS] for s in summarize)
+    spend = {m[budget]: v for m, v in api.vector(M(names.METRIC_BUDGET_SPEND))}
+    assert set(spend) == {b.name for b in workload.budgets}
+    assert spend[tokens_budget.name] == pytest.approx(used / tokens_budget.limit, rel=1e-9)
+    assert spend[calls_budget.name] == 1.0
+    assert 0 < spend[usd_budget.name] < 0.8
+
+
+def test_outcomes_and_overflow(stack: Stack) -> None:
+    spans, api = stack.workload.spans(), stack.api
+    success = L(names.LABEL_SUCCESS)
+    got = {m[success]: v for m, v in api.vector(f"sum by ({success}) ({M(names.METRIC_OUTCOMES)})")}
+    failed = [e for e in events(spans, names.EVENT_OUTCOME) if e.attributes[names.LABEL_SUCCESS] is False]
+    assert got == {"true": float(stack.workload.resolved_tickets), "false": float(len(failed))}
+    # Past MAX_VALUES_PER_LABEL values of a label, later values fold into __overflow__, and each folded
+    # call is counted in the overflow counter under its key.
+    llm = llm_spans(spans)
+    folded: Counter[str] = Counter()
+    for key in stack.workload.settings.label_keys:
+        attr = names.ATTRIBUTION_SPAN_PREFIX + key
+        seen: list[str] = []
+        for span in sorted(llm, key=lambda s: s.end_time or 0):
+            value = span.attributes.get(attr)
+            if value is None:
+                continue
+            if value not in seen and len(seen) < MAX_VALUES_PER_LABEL:
+                seen.append(value)
+            if value not in seen:
+                folded[key] += 1
+        label = names.ATTRIBUTION_LABEL_PREFIX + key
+        values = {m.get(label, "") for m, _ in api.vector(f"sum by ({label}) ({M(names.METRIC_REQUESTS)})")} - {""}
+        assert values == set(seen) | ({names.OVERFLOW_VALUE} if folded[key] else set()), key
+    assert folded["team"] == len(LONG_TAIL_TEAMS) * PHASES - MAX_VALUES_PER_LABEL
+    key_label = L(names.LABEL_ATTRIBUTION_KEY)
+    overflow = api.vector(f"sum by ({key_label}) ({M(names.METRIC_ATTRIBUTION_OVERFLOW)})")
+    assert {m[key_label]: v for m, v in overflow} == {key: float(n) for key, n in folded.items()}
 
 
 def test_week_over_week_panel_sees_backfilled_history(stack: Stack) -> None:
@@ -336,14 +416,20 @@ def test_week_over_week_panel_sees_backfilled_history(stack: Stack) -> None:
     assert stack.api.scalar(expr) == pytest.approx(stack.last_week_input_rate, rel=0.05)
 
 
-def test_unpriced_model_alert_fires_into_alertmanager(stack: Stack) -> None:
-    import json
+def test_alerts_fire_into_alertmanager(stack: Stack) -> None:
+    """The unpriced model and the loop guard of the workload reach a real Alertmanager."""
+    wanted = {"LLMUnpricedModelSeen", "LLMLoopGuardTripped"}
 
-    def firing() -> list[dict]:
+    def firing() -> dict[str, list[dict]]:
         alerts = json.loads(http_get(f"{stack.alertmanager_url}/api/v2/alerts"))
-        return [a for a in alerts if a["labels"].get("alertname") == "LLMUnpricedModelSeen"]
+        out: dict[str, list[dict]] = {}
+        for alert in alerts:
+            out.setdefault(alert["labels"].get("alertname"), []).append(alert)
+        return out if wanted <= set(out) else {}
 
-    alerts = wait_until(firing, 30, "LLMUnpricedModelSeen in alertmanager")
-    assert {a["labels"][L(names.REQUEST_MODEL)] for a in alerts} == {"acme-internal-llm-2"}
-    assert alerts[0]["labels"]["severity"] == "warning"
-    assert alerts[0]["status"]["state"] == "active"
+    alerts = wait_until(firing, 30, f"{sorted(wanted)} in alertmanager")
+    unpriced = alerts["LLMUnpricedModelSeen"]
+    assert {a["labels"][L(names.REQUEST_MODEL)] for a in unpriced} == unpriced_models(stack.workload.spans())
+    assert {a["labels"][L(names.REQUEST_MODEL)] for a in unpriced} == {scenarios.UNPRICED_MODEL}
+    assert all(a["labels"]["severity"] == "warning" and a["status"]["state"] == "active" for a in unpriced)
+    assert {a["labels"][L(names.LABEL_GUARD)] for a in alerts["LLMLoopGuardTripped"]} == {"repeated_tool_call"}

@@ -86,11 +86,11 @@ def test_should_print(mode: str, env: dict[str, str], expected: bool) -> None:
 
 SCRIPT = textwrap.dedent(
     """
-    import llmmeter.configure
+    import llmmeter
     from opentelemetry import trace
     from llmmeter import attribution, names
 
-    llmmeter.configure.configure(instrument=False)
+    llmmeter.configure(instrument=False)
     tracer = trace.get_tracer("llmmeter.script")
     with attribution.attributes(feature="triage"):
         span = tracer.start_span("chat gpt-4o-mini", attributes={

@@ -18,7 +18,7 @@ from llmmeter.agents import Run, agent, current_run, tool
 from llmmeter.attribution import attributes
 from llmmeter.attribution import configure as configure_attribution
 from llmmeter.config import ConfigError
-from llmmeter.configure import configure
+from llmmeter.pipeline import configure
 from llmmeter.errors import AgentLoopDetected, BudgetExceeded, BudgetStoreUnavailable
 from llmmeter.outcomes import record_outcome
 

@@ -39,7 +39,7 @@ def run_demo(console: Console, agent: bool = True) -> summary.Tally:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    from llmmeter.configure import configure, uninstrument_all
+    from llmmeter.pipeline import configure, uninstrument_all
     from llmmeter.views import llmmeter_views
 
     settings = dataclasses.replace(config.Settings.from_env(), summary="off")  # the demo prints it itself

@@ -1,4 +1,4 @@
-"""llmmeter.configure(): programmatic setup for apps that build the OTel SDK themselves."""
+"""llmmeter.configure() (llmmeter.pipeline): programmatic setup for apps that build the OTel SDK themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from llmmeter import config, names
 from llmmeter.config import Settings
-from llmmeter.configure import configure, instrument_all
+from llmmeter.pipeline import configure, instrument_all
 from llmmeter.processor import LLMMeterSpanProcessor
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_internal
