@@ -194,8 +194,8 @@ class Pipeline:
         self.versions = _versions()
 
         if arm in ("llmmeter", "llmmeter_no_processor"):
-            from llmmeter.pipeline import configure
             from llmmeter.instrumentors.openai import OpenAIInstrumentor
+            from llmmeter.pipeline import configure
 
             if arm == "llmmeter":
                 # The documented programmatic path: processor first, so attribution is on spans before export.

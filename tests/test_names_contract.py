@@ -160,6 +160,18 @@ def test_the_checker_catches_divergence() -> None:
     assert any("'cached'" in p for p in problems)
 
 
+def test_unit_one_metrics_are_gauges_already_named_ratio() -> None:
+    """The collector's prometheus exporter appends ``_ratio`` to gauges with unit ``1``, while
+    opentelemetry-exporter-prometheus appends nothing for ``1``. Only a gauge whose OTLP name already ends in
+    ``_ratio`` gets the same Prometheus name from both (llmmeter_budget_spend_ratio once diverged)."""
+    unit_one = {metric: kind for metric, (kind, unit) in names.METRIC_SPECS.items() if unit == "1"}
+    assert names.METRIC_BUDGET_SPEND in unit_one
+    for metric, kind in unit_one.items():
+        assert kind == names.KIND_GAUGE, f"{metric}: unit 1 on a {kind} is named differently by the two exporters"
+        assert metric.endswith("_ratio"), f"{metric}: name it ...{metric.rsplit('.', 1)[-1]}_ratio"
+        assert names.metric_prometheus_name(metric) == names.prometheus_label(metric)
+
+
 def test_collector_configs_name_only_llmmeter_attributes() -> None:
     known = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
     for path in [ROOT / "otel-collector.yaml", ROOT / "collector" / "agent.yaml", ROOT / "collector" / "gateway.yaml"]:

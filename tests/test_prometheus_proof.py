@@ -377,8 +377,12 @@ def test_budget_metrics_equal_the_spans(stack: Stack) -> None:
     spend = {m[budget]: v for m, v in api.vector(M(names.METRIC_BUDGET_SPEND))}
     assert set(spend) == {b.name for b in workload.budgets}
     assert spend[tokens_budget.name] == pytest.approx(used / tokens_budget.limit, rel=1e-9)
-    assert spend[calls_budget.name] == 1.0
-    assert 0 < spend[usd_budget.name] < 0.8
+    assert spend[calls_budget.name] == 1.0  # one call admitted, the rest refused
+    tenant = names.ATTRIBUTION_SPAN_PREFIX + usd_budget.key
+    usd = math.fsum(s.attributes.get(names.COST_USD, 0.0) for s in llm_spans(spans)
+                    if s.attributes.get(tenant) == usd_budget.value)
+    assert usd > 0
+    assert spend[usd_budget.name] == pytest.approx(usd / usd_budget.limit, rel=1e-9)
 
 
 def test_outcomes_and_overflow(stack: Stack) -> None:
@@ -405,7 +409,7 @@ def test_outcomes_and_overflow(stack: Stack) -> None:
         label = names.ATTRIBUTION_LABEL_PREFIX + key
         values = {m.get(label, "") for m, _ in api.vector(f"sum by ({label}) ({M(names.METRIC_REQUESTS)})")} - {""}
         assert values == set(seen) | ({names.OVERFLOW_VALUE} if folded[key] else set()), key
-    assert folded["team"] == len(LONG_TAIL_TEAMS) * PHASES - MAX_VALUES_PER_LABEL
+    assert folded["team"] >= (len(LONG_TAIL_TEAMS) - MAX_VALUES_PER_LABEL) * PHASES  # the long tail folded
     key_label = L(names.LABEL_ATTRIBUTION_KEY)
     overflow = api.vector(f"sum by ({key_label}) ({M(names.METRIC_ATTRIBUTION_OVERFLOW)})")
     assert {m[key_label]: v for m, v in overflow} == {key: float(n) for key, n in folded.items()}

@@ -18,9 +18,9 @@ from llmmeter.agents import Run, agent, current_run, tool
 from llmmeter.attribution import attributes
 from llmmeter.attribution import configure as configure_attribution
 from llmmeter.config import ConfigError
-from llmmeter.pipeline import configure
 from llmmeter.errors import AgentLoopDetected, BudgetExceeded, BudgetStoreUnavailable
 from llmmeter.outcomes import record_outcome
+from llmmeter.pipeline import configure
 
 try:
     __version__ = _metadata.version("llmmeter")
