@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+# CI runs the fuzz tests derandomized: the same >= 1,000 examples every run, so a red build is reproducible
+# (a new failure found locally gets pinned with @example). Locally, Hypothesis explores new inputs each run.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CASSETTES_DIR = os.path.join(TESTS_DIR, "cassettes")
