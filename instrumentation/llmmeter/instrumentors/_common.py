@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Tracer
 
 from llmmeter.call import AttributeValue
-from llmmeter.instrumentors._wrap import Translation, _begin
+from llmmeter.instrumentors._wrap import Translation, begin_call
 from llmmeter.streams import AsyncStreamProxy
 
 _log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def async_iterator_wrapper(get_tracer: Callable[[], Tracer], translation: Transl
     """Wrapper for a ``def`` that returns an async iterator (nothing is sent until it is iterated)."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
@@ -168,3 +169,24 @@ def instrument_targets(targets: Targets, scope: str, version: str, kwargs: Mappi
         return tracer
 
     targets.wrap(get_tracer)
+
+
+class TargetsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """A provider's ``BaseInstrumentor`` when all it does is wrap a :class:`Targets` list.
+
+    Subclasses set ``targets`` and ``dependencies`` (what ``instrumentation_dependencies()`` declares, so
+    ``opentelemetry-instrument`` skips the provider quietly when its SDK is missing).
+    """
+
+    targets: Targets
+    dependencies: tuple[str, ...] = ()
+    version = "0.1.0"
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.dependencies
+
+    def _instrument(self, **kwargs: Any) -> None:
+        instrument_targets(self.targets, type(self).__module__, self.version, kwargs)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self.targets.unwrap()

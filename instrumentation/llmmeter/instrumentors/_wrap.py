@@ -41,7 +41,7 @@ class Translation:
         raise NotImplementedError
 
 
-def _begin(tracer: Tracer, translation: Translation, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
+def begin_call(tracer: Tracer, translation: Translation, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
     try:
         request = translation.request(instance, args, kwargs)
     except Exception:
@@ -72,7 +72,7 @@ def _prepared(call: LLMCall, translation: Translation, kwargs: dict[str, Any]) -
 
 def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
@@ -91,7 +91,7 @@ def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> 
 
 def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)

@@ -32,23 +32,27 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Tracer
 
 from llmmeter import names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
-from llmmeter.instrumentors._common import Target, Targets, TextBuffer, instrument_targets, number_attributes
-from llmmeter.instrumentors._wrap import Translation, _begin
+from llmmeter.instrumentors._common import (
+    Target,
+    Targets,
+    TargetsInstrumentor,
+    TextBuffer,
+    number_attributes,
+)
+from llmmeter.instrumentors._wrap import Translation, begin_call
 from llmmeter.streams import StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("botocore >= 1.34",)
-_VERSION = "0.1.0"
 SERVICE = "bedrock-runtime"
 CONVERSE = "Converse"
 CONVERSE_STREAM = "ConverseStream"
@@ -371,7 +375,7 @@ def _make_api_call_wrapper(get_tracer: Callable[[], Tracer], translation: Transl
     """Like ``_wrap.sync_wrapper``, but a stream is proxied INSIDE the response dict the app gets back."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call = _begin(get_tracer(), translation, instance, args, kwargs)
+        call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = call.activate()
@@ -406,14 +410,8 @@ TARGETS = Targets([
 ])
 
 
-class BedrockInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class BedrockInstrumentor(TargetsInstrumentor):
     """Measures Amazon Bedrock inference calls made with boto3 (see the module docstring)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        TARGETS.unwrap()
+    targets = TARGETS
+    dependencies = _INSTRUMENTS

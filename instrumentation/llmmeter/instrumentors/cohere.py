@@ -14,20 +14,17 @@ stream proxy also sees HTTP errors, as stream errors. Usage arrives in the ``mes
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
     Target,
     Targets,
+    TargetsInstrumentor,
     TextBuffer,
     async_iterator_wrapper,
     finish_reasons,
-    instrument_targets,
     number_attributes,
     str_or_none,
 )
@@ -38,7 +35,6 @@ from llmmeter.usage import Usage, as_count, field_of
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("cohere >= 5.10",)
-_VERSION = "0.1.0"
 NOTE_UNBILLED = "usage.billed_units_missing_used_tokens"
 
 
@@ -168,14 +164,8 @@ TARGETS = Targets([
 ])
 
 
-class CohereInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class CohereInstrumentor(TargetsInstrumentor):
     """Measures ``cohere`` v2 chat calls (ClientV2 / AsyncClientV2), plain and streamed."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        TARGETS.unwrap()
+    targets = TARGETS
+    dependencies = _INSTRUMENTS

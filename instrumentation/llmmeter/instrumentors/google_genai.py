@@ -23,19 +23,16 @@ The provider is ``gcp.vertex_ai`` for a Vertex AI client, ``gcp.gen_ai`` for the
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from llmmeter import names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
     Target,
     Targets,
+    TargetsInstrumentor,
     TextBuffer,
     finish_reasons,
-    instrument_targets,
     number_attributes,
     str_or_none,
 )
@@ -46,7 +43,6 @@ from llmmeter.usage import Usage, as_count, field_of
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("google-genai >= 1.0",)
-_VERSION = "0.1.0"
 
 
 def normalize_usage(metadata: Any, unmeasured: list[str] | None = None) -> Usage | None:
@@ -208,14 +204,8 @@ TARGETS = Targets([
 ])
 
 
-class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class GoogleGenAIInstrumentor(TargetsInstrumentor):
     """Measures ``google-genai`` generate_content calls, sync and async, Gemini API and Vertex AI."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        TARGETS.unwrap()
+    targets = TARGETS
+    dependencies = _INSTRUMENTS

@@ -10,19 +10,16 @@ OpenAI instrumentor's ``chat_usage`` rather than a second copy of it. Streams ar
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
     Target,
     Targets,
+    TargetsInstrumentor,
     TextBuffer,
     finish_reasons,
-    instrument_targets,
     number_attributes,
     str_or_none,
 )
@@ -34,7 +31,6 @@ from llmmeter.usage import field_of
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("mistralai >= 1.0",)
-_VERSION = "0.1.0"
 
 
 def content_text(content: Any) -> str:
@@ -146,14 +142,8 @@ TARGETS = Targets(
 )
 
 
-class MistralInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class MistralInstrumentor(TargetsInstrumentor):
     """Measures ``mistralai`` chat calls, sync and async, plain and streamed."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        TARGETS.unwrap()
+    targets = TARGETS
+    dependencies = _INSTRUMENTS

@@ -12,19 +12,16 @@ beside paid calls without inventing a cost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from typing import Any
-
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
     Target,
     Targets,
+    TargetsInstrumentor,
     TextBuffer,
     finish_reasons,
-    instrument_targets,
     number_attributes,
     str_or_none,
 )
@@ -35,7 +32,6 @@ from llmmeter.usage import Usage, as_count, field_of
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("ollama >= 0.4",)
-_VERSION = "0.1.0"
 
 
 def normalize_usage(response: Any, unmeasured: list[str] | None = None) -> Usage | None:
@@ -156,14 +152,8 @@ TARGETS = Targets([
 ])
 
 
-class OllamaInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OllamaInstrumentor(TargetsInstrumentor):
     """Measures native ``ollama`` client chat/generate calls (tokens; cost 0 by the price table)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(TARGETS, __name__, _VERSION, kwargs)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        TARGETS.unwrap()
+    targets = TARGETS
+    dependencies = _INSTRUMENTS
