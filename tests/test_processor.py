@@ -365,3 +365,166 @@ def test_concurrent_span_ends_are_all_counted(make_telemetry: Any) -> None:
     tenants = {p.attributes["tenant"] for p in tel.metric_points(names.METRIC_REQUESTS)}
     assert len(tenants) == 11 and names.OVERFLOW_VALUE in tenants
     assert sum(row.calls for row in tel.processor.tally.rows().values()) == 2400
+
+
+# --- counters kept in-process (ObservableCounter) and histograms replayed off the app's thread -------------
+
+
+def test_counters_are_monotonic_cumulative_sums_across_collections(telemetry: Telemetry) -> None:
+    """Observable counters report cumulative totals: a second collection sees the first call plus the new one."""
+    chat_span(telemetry, end=priced(7, 3, 0.5))
+    assert telemetry.metric_total(names.METRIC_TOKENS) == 10
+    chat_span(telemetry, end=priced(1, 1, 0.25))
+    assert telemetry.metric_total(names.METRIC_TOKENS) == 12
+    assert telemetry.metric_total(names.METRIC_COST) == pytest.approx(0.75)
+    data = telemetry.reader.get_metrics_data()
+    sums = {m.name: m.data for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    for name in (names.METRIC_TOKENS, names.METRIC_COST, names.METRIC_REQUESTS):
+        assert sums[name].is_monotonic, name
+        assert sums[name].aggregation_temporality.name == "CUMULATIVE", name
+    assert {m.name: m.unit for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}[
+        names.METRIC_COST
+    ] == names.METRIC_SPECS[names.METRIC_COST][1]
+
+
+def test_prometheus_exposition_keeps_total_names() -> None:
+    """Through the real Prometheus exporter the counters are still `_total` counters with unit suffixes."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import REGISTRY, generate_latest
+
+    reader = PrometheusMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(LLMMeterSpanProcessor(meter_provider=meter_provider))
+    try:
+        tel = Telemetry(tracer_provider, meter_provider, InMemorySpanExporter(), InMemoryMetricReader(), None)
+        chat_span(tel, end=priced(11, 4, 0.002))
+        text = generate_latest(REGISTRY).decode()
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()  # also unregisters the reader's collector
+    for metric in (names.METRIC_TOKENS, names.METRIC_COST, names.METRIC_REQUESTS):
+        exposed = names.metric_prometheus_name(metric)
+        assert f"# TYPE {exposed} counter" in text, exposed
+    assert 'llmmeter_tokens_total{' in text and 'llmmeter_token_type="input"' in text
+    assert "llmmeter_cost_USD_total{" in text and "llmmeter_requests_total{" in text
+    assert "gen_ai_client_token_usage_bucket{" in text  # the replayed histogram is in the same scrape
+
+
+def test_series_cap_folds_attribution_and_counts_overflow(make_telemetry: Any) -> None:
+    tel = make_telemetry(Settings(label_keys=("tenant",), max_values_per_label=1000))
+    tel.processor._max_series = 4  # the constructor's max_series_per_metric, made small
+    for i in range(6):
+        with attribution.attributes(tenant=f"t{i}"):
+            chat_span(tel, end=priced(2, 1, 0.01))
+    # Two token series per tenant (input, output): t0 and t1 fill llmmeter.tokens; from t2 on a call folds,
+    # in every counter alike, so one call's tokens, cost and request keep the same labels.
+    assert len(tel.processor._tokens) == 6  # t0, t1 and __overflow__, input and output each
+    for metric in (names.METRIC_REQUESTS, names.METRIC_TOKENS, names.METRIC_COST):
+        tenants = {p.attributes["tenant"] for p in tel.metric_points(metric)}
+        assert tenants == {names.OVERFLOW_VALUE, "t0", "t1"}, metric
+    assert tel.metric_total(names.METRIC_REQUESTS, tenant=names.OVERFLOW_VALUE) == 4
+    assert tel.metric_total(names.METRIC_ATTRIBUTION_OVERFLOW, **{names.LABEL_ATTRIBUTION_KEY: "tenant"}) == 4
+    # Nothing is lost: every call and every token is counted, whatever its labels became.
+    assert tel.metric_total(names.METRIC_REQUESTS) == 6
+    assert tel.metric_total(names.METRIC_TOKENS) == 18
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(0.06)
+
+
+def test_series_stay_bounded_when_even_folded_labels_keep_growing(
+    make_telemetry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unbounded model names without attribution: past the headroom, provider and model fold too."""
+    from llmmeter import processor as processor_module
+
+    monkeypatch.setattr(processor_module, "OVERFLOW_HEADROOM", 2)
+    tel = make_telemetry(Settings(label_keys=()))
+    tel.processor._max_series = 3
+    for i in range(40):
+        chat_span(tel, model=f"model-{i}", end=priced(1, 1, 0.0))
+    processor = tel.processor
+    # cap + headroom, plus the fully folded series (input and output tokens of one provider/model pair).
+    assert len(processor._requests) <= 3 + 2 + 1 and len(processor._tokens) <= 3 + 2 + 2
+    assert tel.metric_total(names.METRIC_REQUESTS) == 40
+    assert tel.metric_total(names.METRIC_REQUESTS, **{names.REQUEST_MODEL: names.OVERFLOW_VALUE}) > 0
+    assert tel.metric_total(names.METRIC_ATTRIBUTION_OVERFLOW, **{names.LABEL_ATTRIBUTION_KEY: names.REQUEST_MODEL}) > 0
+
+
+def test_histograms_replayed_before_collection_see_every_ended_span(telemetry: Telemetry) -> None:
+    """More spans than wake the replay thread, read back at once: the collection drains the queue first."""
+    n = 3 * 512 + 7
+    for _ in range(n):
+        chat_span(telemetry, end=priced(5, 2, 0.0, **{names.TIME_TO_FIRST_CHUNK: 0.1}))
+    by_type = {p.attributes[names.TOKEN_TYPE]: p for p in telemetry.metric_points(names.METRIC_TOKEN_USAGE)}
+    assert by_type["input"].count == n and by_type["input"].sum == 5 * n
+    assert by_type["output"].sum == 2 * n
+    (duration,) = telemetry.metric_points(names.METRIC_OPERATION_DURATION)
+    assert duration.count == n
+    (ttfc,) = telemetry.metric_points(names.METRIC_TIME_TO_FIRST_CHUNK)
+    assert ttfc.count == n
+    assert len(telemetry.processor._deferred._queue) == 0
+
+
+def test_collections_racing_span_ends_from_threads_lose_nothing(make_telemetry: Any) -> None:
+    tel = make_telemetry(Settings(label_keys=()))
+    tracer = tel.tracer_provider.get_tracer(LLMMETER_SCOPE)
+    attrs = {names.OPERATION: "chat", names.PROVIDER: "openai", names.REQUEST_MODEL: "gpt-4o", **priced(3, 1, 0.0)}
+    done = threading.Event()
+
+    def worker() -> None:
+        for _ in range(500):
+            tracer.start_span("chat gpt-4o", attributes=attrs).end()
+
+    def collector() -> None:
+        while not done.is_set():
+            tel.reader.get_metrics_data()
+
+    reading = threading.Thread(target=collector)
+    reading.start()
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reading.join()
+    assert tel.metric_total(names.METRIC_REQUESTS) == 2000
+    assert tel.metric_total(names.METRIC_TOKEN_USAGE, **{names.TOKEN_TYPE: "input"}) == 3 * 2000
+    (duration,) = tel.metric_points(names.METRIC_OPERATION_DURATION)
+    assert duration.count == 2000
+
+
+def test_full_queue_records_inline_instead_of_dropping(make_telemetry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmmeter import processor as processor_module
+
+    monkeypatch.setattr(processor_module, "MAX_QUEUED_RECORDS", 4)
+    tel = make_telemetry(Settings(label_keys=()))
+    for _ in range(50):
+        chat_span(tel, end=priced(1, 1, 0.0))
+        assert len(tel.processor._deferred._queue) <= 4 * processor_module._SLOTS
+    (duration,) = tel.metric_points(names.METRIC_OPERATION_DURATION)
+    assert duration.count == 50
+
+
+def test_force_flush_and_shutdown_replay_the_queue(make_telemetry: Any) -> None:
+    tel = make_telemetry(Settings(label_keys=()))
+    chat_span(tel, end=priced(4, 4, 0.0))
+    assert tel.tracer_provider.force_flush()
+    assert len(tel.processor._deferred._queue) == 0
+    chat_span(tel, end=priced(4, 4, 0.0))
+    tel.tracer_provider.shutdown()
+    assert len(tel.processor._deferred._queue) == 0
+    thread = tel.processor._deferred._thread
+    assert thread is None or not thread.is_alive()
+    (duration,) = tel.metric_points(names.METRIC_OPERATION_DURATION)
+    assert duration.count == 2
+    # After shutdown a late span is recorded inline, not queued for a thread that is gone.
+    tel.processor.on_end(chat_span(tel, end=priced(4, 4, 0.0)))
+    assert len(tel.processor._deferred._queue) == 0
+
+
+def test_histogram_exemplars_point_at_the_llm_span(telemetry: Telemetry) -> None:
+    """Replayed off-thread, a record still carries the span it came from (trace-based exemplar filter)."""
+    span = chat_span(telemetry, end=priced(9, 9, 0.0))
+    (duration,) = telemetry.metric_points(names.METRIC_OPERATION_DURATION)
+    assert [(e.trace_id, e.span_id) for e in duration.exemplars] == [(span.context.trace_id, span.context.span_id)]

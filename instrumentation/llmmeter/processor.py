@@ -14,21 +14,38 @@ one set of label rules. The processor therefore has to cope with three things it
   else the innermost.
 
 It runs on the app's thread for every span end, so the non-GenAI path is one dict lookup and the GenAI
-path avoids building what it can cache. It never raises.
+path avoids building what it can cache. A synchronous OTel SDK measurement costs ~10 µs and a call makes
+7-8 of them, more than the rest of llmmeter together, so the processor makes none on the app's thread:
+
+* counters (``llmmeter.tokens``, ``llmmeter.cost``, ``llmmeter.requests``) are cumulative sums kept here,
+  per label set, and reported by ObservableCounter callbacks when a reader collects. They are still
+  monotonic cumulative sums, so Prometheus shows ``llmmeter_tokens_total`` and ``rate()`` works. At most
+  ``MAX_SERIES_PER_METRIC`` label sets per counter are kept; a call that would add one more has its
+  attribution labels folded into ``__overflow__`` (counted by ``llmmeter.attribution.overflow``);
+* histogram records (token usage, duration, time to first chunk) are queued and replayed on a daemon
+  thread, and every metric collection replays what is queued *before* the SDK reads its histograms, so a
+  reader sees every span that ended before it collected. Nothing is dropped: with ``MAX_QUEUED_RECORDS``
+  waiting, the app's thread records inline instead.
+
+It never raises.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections import OrderedDict
-from collections.abc import Mapping
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 
 from llmmeter import attribution, names
 from llmmeter.config import Settings
@@ -44,6 +61,19 @@ MAX_PENDING_GROUPS = 4096
 MAX_GROUP_MEMBERS = 8
 # Cached label dicts; cleared when full (cheap, bounded, and refilled by the live label sets).
 MAX_CACHED_LABEL_SETS = 4096
+# Label sets (series) kept per llmmeter counter. Beyond it a call's attribution labels fold into
+# names.OVERFLOW_VALUE; the folded series may take OVERFLOW_HEADROOM more, after which provider and model
+# fold too (a set bounded by operations x statuses), so memory is bounded whatever the app sends. The
+# SDK's own per-instrument cardinality limit (2000 by default) still applies on export.
+MAX_SERIES_PER_METRIC = 10_000
+OVERFLOW_HEADROOM = 1_000
+# Histogram records waiting for the replay thread: it wakes every FLUSH_INTERVAL_S or at WAKE_AT queued;
+# past MAX_QUEUED_RECORDS the app's thread records inline (backpressure, never a drop).
+FLUSH_INTERVAL_S = 0.5
+WAKE_AT = 512
+MAX_QUEUED_RECORDS = 65_536
+REPLAY_CHUNK = 32  # records the replay thread records per GIL hold (~0.3 ms)
+_SLOTS = 6  # instrument index, value, labels, trace id, span id, trace flags
 
 _INFERENCE = names.INFERENCE_OPERATIONS
 _TRUE = "true"
@@ -65,8 +95,143 @@ def _counter(meter: metrics.Meter, name: str, description: str) -> metrics.Count
     return meter.create_counter(name, names.METRIC_SPECS[name][1], description)
 
 
+def _observable_counter(
+    meter: metrics.Meter, name: str, callback: Callable[[CallbackOptions], Iterable[Observation]], description: str
+) -> None:
+    meter.create_observable_counter(name, [callback], names.METRIC_SPECS[name][1], description)
+
+
 def _label_value(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+class _DeferredRecords:
+    """Histogram records taken off the app's thread: queued by on_end, replayed by a daemon thread.
+
+    ``drain()`` replays everything queued so far under a lock, so a drain that finds the queue empty has
+    also waited for any record the daemon thread had already taken: a metric collection that drains
+    first sees every record queued before it began. A record is _SLOTS values laid flat in the deque (no
+    tuple per record: the deque's blocks are not GC-tracked, so a long queue adds nothing for the GC to scan).
+    The thread holds the owner weakly and starts on first use; a fork gets a fresh lock and its own thread.
+    """
+
+    def __init__(self, instruments: tuple[metrics.Histogram, ...]) -> None:
+        self._instruments = instruments
+        self._queue: deque[Any] = deque()  # _SLOTS values per record, flat
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inline = False  # after close(), or when no thread could be started
+        _LIVE_DEFERRED.add(self)
+
+    def add(self, index: int, value: float, labels: dict[str, str], trace_id: int, span_id: int, flags: int) -> None:
+        queue = self._queue
+        queued = len(queue)
+        if self._inline or queued >= MAX_QUEUED_RECORDS * _SLOTS:
+            self._record(index, value, labels, trace_id, span_id, flags, [None, None])
+            return
+        # One extend() from a tuple is one C call that runs no Python code, so a record's slots stay together
+        # whatever other threads append (in free-threaded builds deque methods lock the deque).
+        queue.extend((index, value, labels, trace_id, span_id, flags))
+        if self._thread is None:
+            self._start()
+        elif queued >= WAKE_AT * _SLOTS and not self._wake.is_set():
+            self._wake.set()
+
+    def drain(self, chunk: int = 0) -> bool:
+        """Replay queued records now, on the caller's thread: all of them, or at most ``chunk`` (the replay
+        thread, which yields the GIL between chunks so the app's threads never wait for a whole backlog).
+        True when the queue was emptied. Never raises."""
+        pop = self._queue.popleft
+        last: list[Any] = [None, None]  # (trace_id, span_id) and its context: one span's records are adjacent
+        done = 0
+        with self._lock:
+            while not chunk or done < chunk:
+                try:
+                    index = pop()
+                except IndexError:
+                    return True
+                self._record(index, pop(), pop(), pop(), pop(), pop(), last)
+                done += 1
+        return False
+
+    def _record(
+        self, index: int, value: float, labels: dict[str, str], trace_id: int, span_id: int, flags: int, last: list[Any]
+    ) -> None:
+        context = None
+        if flags & TraceFlags.SAMPLED:  # the span itself, so exemplars point at the LLM call's span
+            if last[0] == (trace_id, span_id):
+                context = last[1]
+            else:
+                span_context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags))
+                context = trace.set_span_in_context(NonRecordingSpan(span_context))
+                last[0], last[1] = (trace_id, span_id), context
+        try:
+            self._instruments[index].record(value, labels, context=context)
+        except Exception:
+            _log.debug("llmmeter: could not record a histogram point", exc_info=True)
+
+    def _start(self) -> None:
+        with _START_LOCK:
+            if self._thread is not None or self._inline:
+                return
+            thread = threading.Thread(target=_replay_loop, args=(weakref.ref(self),), name="llmmeter-metrics")
+            thread.daemon = True
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down, or no threads left: record inline from now on
+                self._inline = True
+                return
+            self._thread = thread
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Record inline from now on, replay what is queued, stop the thread."""
+        self._inline = True
+        self._wake.set()
+        self.drain()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives a fork: the replay thread is gone and the lock may be held.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+
+def _replay_loop(ref: weakref.ReferenceType[_DeferredRecords]) -> None:
+    while True:
+        owner = ref()
+        if owner is None:
+            return
+        wake = owner._wake
+        del owner  # do not keep the processor alive while waiting
+        wake.wait(FLUSH_INTERVAL_S)
+        owner = ref()
+        if owner is None:
+            return
+        wake.clear()
+        while not owner.drain(REPLAY_CHUNK):
+            time.sleep(0)  # let the app's threads run between chunks
+        if owner._inline:
+            return
+        del owner
+
+
+_START_LOCK = threading.Lock()
+_LIVE_DEFERRED: weakref.WeakSet[_DeferredRecords] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    global _START_LOCK
+    _START_LOCK = threading.Lock()
+    for deferred in list(_LIVE_DEFERRED):
+        deferred._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Group:
@@ -85,10 +250,17 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
     ``meter_provider=None`` uses the global meter provider through the API proxy, so the processor can
     be built before the SDK MeterProvider is installed (auto-instrumentation order) and still records
-    into it once it is.
+    into it once it is. ``max_series_per_metric`` caps the label sets kept per llmmeter counter (see
+    ``MAX_SERIES_PER_METRIC``).
     """
 
-    def __init__(self, meter_provider: metrics.MeterProvider | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        meter_provider: metrics.MeterProvider | None = None,
+        settings: Settings | None = None,
+        *,
+        max_series_per_metric: int = MAX_SERIES_PER_METRIC,
+    ) -> None:
         self.settings = settings if settings is not None else global_settings()
         meter = (
             meter_provider.get_meter(SCOPE_NAME) if meter_provider is not None else metrics.get_meter(SCOPE_NAME)
@@ -102,9 +274,29 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._ttfc = _histogram(
             meter, names.METRIC_TIME_TO_FIRST_CHUNK, names.DURATION_BUCKETS, "Time to the first chunk of a stream."
         )
-        self._tokens = _counter(meter, names.METRIC_TOKENS, "Tokens used by LLM calls, by token type.")
-        self._cost = _counter(meter, names.METRIC_COST, "Cost of LLM calls in USD (priced calls only).")
-        self._requests = _counter(meter, names.METRIC_REQUESTS, "LLM calls, by status, estimated and priced.")
+        # Replayed off the app's thread; the index in this tuple is what a queued record carries.
+        self._deferred = _DeferredRecords((self._token_usage, self._duration, self._ttfc))
+
+        # Cumulative sums per series key (base, kind, estimated, priced) -> [sum, labels], read by the
+        # ObservableCounter callbacks. One lock for all three: one acquisition per call.
+        self._sums_lock = threading.Lock()
+        self._tokens: dict[tuple[Any, ...], list[Any]] = {}
+        self._cost: dict[tuple[Any, ...], list[Any]] = {}
+        self._requests: dict[tuple[Any, ...], list[Any]] = {}
+        self._max_series = max_series_per_metric
+        _observable_counter(
+            meter, names.METRIC_TOKENS, self._observer(self._tokens), "Tokens used by LLM calls, by token type."
+        )
+        _observable_counter(
+            meter, names.METRIC_COST, self._observer(self._cost), "Cost of LLM calls in USD (priced calls only)."
+        )
+        _observable_counter(
+            meter,
+            names.METRIC_REQUESTS,
+            self._observer(self._requests),
+            "LLM calls, by status, estimated and priced.",
+        )
+        # Synchronous: it only moves when a value folds, which is rare by construction.
         self._overflow = _counter(
             meter, names.METRIC_ATTRIBUTION_OVERFLOW, "Calls whose attribution value folded into __overflow__."
         )
@@ -186,7 +378,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
                 if done is not False:
                     self._count_group(done)
                     return
-            self._record(span, attrs)
+            self._record(span, _plain_attributes(span, attrs))
         except Exception:
             _log.debug("llmmeter: on_end failed", exc_info=True)
 
@@ -209,7 +401,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
     def _count_group(self, group: _Group) -> None:
         chosen = _preferred(group.ended, group.members)
         if chosen is not None:
-            self._record(chosen, chosen.attributes or {})
+            self._record(chosen, _plain_attributes(chosen, chosen.attributes or {}))
 
     # --- recording ---------------------------------------------------------------------------
     def _record(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> None:
@@ -245,36 +437,47 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
         base = self._base_key(provider, operation, model, attrs)
         est = _TRUE if estimated else _FALSE
+        tokens = self._tokens
+        adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]] = []
+        if input_tokens:
+            adds.append((tokens, _TOKEN_INPUT, None, input_tokens))
+        if output_tokens:
+            adds.append((tokens, _TOKEN_OUTPUT, None, output_tokens))
+        if cache_read:
+            adds.append((tokens, _TOKEN_CACHE_READ, None, cache_read))
+        if cache_creation:
+            adds.append((tokens, _TOKEN_CACHE_CREATION, None, cache_creation))
+        if reasoning:
+            adds.append((tokens, _TOKEN_REASONING, None, reasoning))
+        if cost:
+            adds.append((self._cost, "cost", None, cost))
+        adds.append((self._requests, status, _TRUE if priced else _FALSE, 1))
+        self._add_sums(base, est, adds)
+
+        # Histograms: queued for the replay thread (see _DeferredRecords), index into its instruments.
         cache = self._cache
         if len(cache) > MAX_CACHED_LABEL_SETS:
             cache.clear()
-
-        if input_tokens:
-            self._tokens.add(input_tokens, self._labels(base, _TOKEN_INPUT, est))
-        if output_tokens:
-            self._tokens.add(output_tokens, self._labels(base, _TOKEN_OUTPUT, est))
-        if cache_read:
-            self._tokens.add(cache_read, self._labels(base, _TOKEN_CACHE_READ, est))
-        if cache_creation:
-            self._tokens.add(cache_creation, self._labels(base, _TOKEN_CACHE_CREATION, est))
-        if reasoning:
-            self._tokens.add(reasoning, self._labels(base, _TOKEN_REASONING, est))
-        if cost:
-            self._cost.add(cost, self._labels(base, "cost", est))
-        self._requests.add(1, self._labels(base, status, est, _TRUE if priced else _FALSE))
-
         error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
         semconv_key = (provider, operation, request_model, response_model, error_type)
+        context = span.context
+        if context is not None:
+            trace_id, span_id, flags = context.trace_id, context.span_id, int(context.trace_flags)
+        else:
+            trace_id = span_id = flags = 0
+        defer = self._deferred.add
         if input_tokens is not None:
-            self._token_usage.record(input_tokens, self._semconv_labels(semconv_key, names.TOKEN_TYPE_INPUT))
+            labels = self._semconv_labels(semconv_key, names.TOKEN_TYPE_INPUT)
+            defer(0, input_tokens, labels, trace_id, span_id, flags)
         if output_tokens is not None:
-            self._token_usage.record(output_tokens, self._semconv_labels(semconv_key, names.TOKEN_TYPE_OUTPUT))
+            labels = self._semconv_labels(semconv_key, names.TOKEN_TYPE_OUTPUT)
+            defer(0, output_tokens, labels, trace_id, span_id, flags)
         semconv = self._semconv_labels(semconv_key, None)
         if span.start_time is not None and span.end_time is not None and not blocked:
-            self._duration.record(max(0.0, (span.end_time - span.start_time) / 1e9), semconv)
+            defer(1, max(0.0, (span.end_time - span.start_time) / 1e9), semconv, trace_id, span_id, flags)
         ttfc = get(names.TIME_TO_FIRST_CHUNK)
         if isinstance(ttfc, (int, float)) and not isinstance(ttfc, bool) and ttfc >= 0:
-            self._ttfc.record(float(ttfc), semconv)
+            defer(2, float(ttfc), semconv, trace_id, span_id, flags)
 
         if not blocked:
             self.tally.record(
@@ -352,28 +555,87 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._overflow.add(1, self._overflow_attrs[key])
         return names.OVERFLOW_VALUE
 
-    def _labels(self, base: tuple, kind: str, estimated: str, priced: str | None = None) -> dict[str, str]:
-        key = (base, kind, estimated, priced)
-        labels = self._cache.get(key)
-        if labels is None:
-            labels = {}
-            if base[0] is not None:
-                labels[names.PROVIDER] = base[0]
-            if base[1] is not None:
-                labels[names.OPERATION] = base[1]
-            if base[2] is not None:
-                labels[names.REQUEST_MODEL] = base[2]
-            for (_key, _attr, label), value in zip(self._label_keys, base[3:], strict=True):
-                if value is not None:
-                    labels[label] = value
-            if kind in names.TOKEN_TYPES:
-                labels[names.LABEL_TOKEN_TYPE] = kind
-            elif priced is not None:
-                labels[names.LABEL_STATUS] = kind
-                labels[names.LABEL_PRICED] = priced
-            labels[names.LABEL_ESTIMATED] = estimated
-            self._cache[key] = labels
+    def _add_sums(
+        self, base: tuple, est: str, adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]]
+    ) -> None:
+        """Add one call's amounts to the counters' sums, folding its labels if a counter is full."""
+        folded: tuple = ()
+        with self._sums_lock:
+            if _would_exceed(base, est, adds, self._max_series):
+                base, folded = self._fold(base, adds, est)
+            for series, kind, priced, amount in adds:
+                key = (base, kind, est, priced)
+                slot = series.get(key)
+                if slot is None:
+                    series[key] = [amount, self._series_labels(key)]
+                else:
+                    slot[0] += amount
+        for key in folded:
+            self._overflow.add(1, self._overflow_attrs.get(key) or {names.LABEL_ATTRIBUTION_KEY: key})
+
+    def _fold(
+        self, base: tuple, adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]], est: str
+    ) -> tuple[tuple, tuple[str, ...]]:
+        """The base key with attribution values in __overflow__, and the keys folded (for the overflow count).
+
+        Past OVERFLOW_HEADROOM more series, provider and model fold too. Called with the sums lock held."""
+        overflow = names.OVERFLOW_VALUE
+        attribution_values = base[3:]
+        folded_keys = tuple(
+            key
+            for (key, _attr, _label), value in zip(self._label_keys, attribution_values, strict=True)
+            if value is not None and value != overflow
+        )
+        base = (*base[:3], *(overflow if value is not None else None for value in attribution_values))
+        if _would_exceed(base, est, adds, self._max_series + OVERFLOW_HEADROOM):
+            base = (overflow if base[0] is not None else None, base[1], overflow, *base[3:])
+            folded_keys = (*folded_keys, names.PROVIDER, names.REQUEST_MODEL)
+        return base, folded_keys
+
+    def _series_labels(self, key: tuple) -> dict[str, str]:
+        base, kind, estimated, priced = key
+        labels: dict[str, str] = {}
+        if base[0] is not None:
+            labels[names.PROVIDER] = base[0]
+        if base[1] is not None:
+            labels[names.OPERATION] = base[1]
+        if base[2] is not None:
+            labels[names.REQUEST_MODEL] = base[2]
+        for (_key, _attr, label), value in zip(self._label_keys, base[3:], strict=True):
+            if value is not None:
+                labels[label] = value
+        if kind in names.TOKEN_TYPES:
+            labels[names.LABEL_TOKEN_TYPE] = kind
+        elif priced is not None:
+            labels[names.LABEL_STATUS] = kind
+            labels[names.LABEL_PRICED] = priced
+        labels[names.LABEL_ESTIMATED] = estimated
         return labels
+
+    def _observer(
+        self, series: dict[tuple[Any, ...], list[Any]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """The ObservableCounter callback of one counter: its cumulative sums, after replaying histograms.
+
+        The SDK runs every observable callback *before* it reads any instrument's storage:
+        ``SynchronousMeasurementConsumer.collect`` (opentelemetry-sdk 1.45,
+        ``opentelemetry/sdk/metrics/_internal/measurement_consumer.py``) calls ``async_instrument.callback``
+        for each registered observable instrument, then ``self._reader_storages[metric_reader].collect()``.
+        So draining the histogram queue here puts every span that ended before the collection into it,
+        for every reader (a replayed record goes to all readers' storages). The SDK's collection lock is
+        held meanwhile; record() does not take it, so this cannot deadlock.
+        """
+
+        def observe(options: CallbackOptions) -> list[Observation]:
+            try:
+                self._deferred.drain()
+                with self._sums_lock:
+                    return [Observation(value, labels) for value, labels in series.values()]
+            except Exception:
+                _log.debug("llmmeter: could not report a counter", exc_info=True)
+                return []
+
+        return observe
 
     def _semconv_labels(self, key: tuple, token_type: str | None) -> dict[str, str]:
         cache_key = ("semconv", key, token_type)
@@ -390,7 +652,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
     # --- lifecycle ---------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Count what is still waiting for a nested partner, so nothing seen is lost."""
+        """Count what is still waiting for a nested partner and replay queued records: nothing seen is lost."""
         try:
             with self._lock:
                 groups = list(self._groups.values())
@@ -398,11 +660,38 @@ class LLMMeterSpanProcessor(SpanProcessor):
                 self._group_of.clear()
             for group in groups:
                 self._count_group(group)
+            self._deferred.close()
         except Exception:
             _log.debug("llmmeter: shutdown failed", exc_info=True)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Replay the queued histogram records now, so they reach the SDK before an exporter flushes."""
+        try:
+            self._deferred.drain()
+        except Exception:
+            _log.debug("llmmeter: force_flush failed", exc_info=True)
         return True
+
+
+def _plain_attributes(span: ReadableSpan, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The finished span's attributes as a plain dict, for the dozen-odd lookups of _record.
+
+    ``ReadableSpan.attributes`` is a MappingProxyType over the SDK's ``BoundedAttributes``, whose ``get()``
+    is Python code that raises and catches KeyError for every absent key (~1 µs each; most of the keys
+    _record asks for are absent). Its backing dict is read directly when it is there; otherwise (another
+    SDK version, a hand-made ReadableSpan) the mapping is used as it is. The span has ended, so its
+    attributes no longer change, and nothing here writes to them.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return inner if type(inner) is dict else attrs
+
+
+def _would_exceed(
+    base: tuple, est: str, adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]], limit: int
+) -> bool:
+    """Whether this call's new series would take one of its counters past ``limit`` series."""
+    missing = [series for series, kind, priced, _amount in adds if (base, kind, est, priced) not in series]
+    return any(len(series) + sum(1 for other in missing if other is series) > limit for series in missing)
 
 
 def _is_llmmeter(span: ReadableSpan) -> bool:

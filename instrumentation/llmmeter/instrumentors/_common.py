@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Tracer
 
 from llmmeter.call import AttributeValue
-from llmmeter.instrumentors._wrap import Translation, begin_call
+from llmmeter.instrumentors._wrap import Translation, begin_call, is_ours, mark_ours
 from llmmeter.streams import AsyncStreamProxy
 
 _log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def async_iterator_wrapper(get_tracer: Callable[[], Tracer], translation: Transl
             call.finish(None)
             return result
 
-    return wrapper
+    return mark_ours(wrapper)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class Targets:
             if cls is None or target.method not in cls.__dict__:
                 _log.debug("llmmeter: %s.%s.%s not in this SDK version", target.module, target.cls, target.method)
                 continue
-            if isinstance(cls.__dict__[target.method], wrapt.FunctionWrapper):  # already wrapped
+            if is_ours(cls.__dict__[target.method]):  # already wrapped by us
                 continue
             wrapt.wrap_function_wrapper(cls, target.method, target.make(get_tracer))
 
@@ -142,7 +142,9 @@ class Targets:
             wrapper = cls.__dict__.get(target.method) if cls is not None else None
             # Read the class __dict__, not getattr(): on a class, getattr() returns a bound wrapper, which
             # opentelemetry's unwrap() does not recognise with wrapt 2.x (the method would stay wrapped).
-            if isinstance(wrapper, wrapt.FunctionWrapper):
+            # is_ours() also recognises the *bound* form of our wrapper, which OTel's unwrap() writes back
+            # when another instrumentor stacked on ours is removed first.
+            if is_ours(wrapper):
                 setattr(cls, target.method, wrapper.__wrapped__)
 
     def owners(self) -> list[tuple[Any, str]]:

@@ -70,6 +70,17 @@ def _prepared(call: LLMCall, translation: Translation, kwargs: dict[str, Any]) -
         return kwargs
 
 
+def mark_ours(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Tag a wrapper as llmmeter's, so uninstrument can tell it from another instrumentor's wrapper."""
+    wrapper.__llmmeter__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def is_ours(obj: Any) -> bool:
+    """Whether ``obj`` (a class attribute, plain or bound wrapt wrapper) is an llmmeter wrapper."""
+    return bool(getattr(getattr(obj, "_self_wrapper", None), "__llmmeter__", False))
+
+
 def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
@@ -86,7 +97,7 @@ def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> 
             call.deactivate(token)
         return _handle_result(call, translation, result, SyncStreamProxy)
 
-    return wrapper
+    return mark_ours(wrapper)
 
 
 def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
@@ -105,4 +116,4 @@ def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) ->
             call.deactivate(token)
         return _handle_result(call, translation, result, AsyncStreamProxy)
 
-    return wrapper
+    return mark_ours(wrapper)

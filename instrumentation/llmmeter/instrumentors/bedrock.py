@@ -46,7 +46,7 @@ from llmmeter.instrumentors._common import (
     TextBuffer,
     number_attributes,
 )
-from llmmeter.instrumentors._wrap import Translation, begin_call
+from llmmeter.instrumentors._wrap import Translation, begin_call, mark_ours
 from llmmeter.streams import StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
@@ -401,7 +401,7 @@ def _make_api_call_wrapper(get_tracer: Callable[[], Tracer], translation: Transl
             call.finish(ResponseInfo(unmeasured=["response_unreadable"]))
         return result
 
-    return wrapper
+    return mark_ours(wrapper)
 
 
 _TRANSLATION = BedrockTranslation()
