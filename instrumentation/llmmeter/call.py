@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from llmmeter import estimate, hooks, names
+from llmmeter.pricing import price_usage  # the table itself loads lazily, on the first call priced
 from llmmeter.usage import Usage
 
 _log = logging.getLogger(__name__)
@@ -118,8 +119,6 @@ class LLMCall:
     def _record(
         self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool
     ) -> None:
-        from llmmeter.pricing import price_usage  # imported late: the price table loads on first use
-
         span = self.span
         request = self.request
         attrs: dict[str, AttributeValue] = {}

@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Tracer
 
 from llmmeter.call import AttributeValue
-from llmmeter.instrumentors._wrap import Translation, begin_call, is_ours, mark_ours
+from llmmeter.instrumentors._wrap import Translation, begin_call, is_ours, mark_ours, unwrap_ours
 from llmmeter.streams import AsyncStreamProxy
 
 _log = logging.getLogger(__name__)
@@ -139,13 +139,8 @@ class Targets:
     def unwrap(self) -> None:
         for target in self.targets:
             cls = find_class(target.module, target.cls)
-            wrapper = cls.__dict__.get(target.method) if cls is not None else None
-            # Read the class __dict__, not getattr(): on a class, getattr() returns a bound wrapper, which
-            # opentelemetry's unwrap() does not recognise with wrapt 2.x (the method would stay wrapped).
-            # is_ours() also recognises the *bound* form of our wrapper, which OTel's unwrap() writes back
-            # when another instrumentor stacked on ours is removed first.
-            if is_ours(wrapper):
-                setattr(cls, target.method, wrapper.__wrapped__)
+            if cls is not None:
+                unwrap_ours(cls, target.method)
 
     def owners(self) -> list[tuple[Any, str]]:
         """``(class, method)`` pairs present in the installed SDK (for uninstrument tests)."""

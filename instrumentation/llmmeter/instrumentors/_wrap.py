@@ -81,6 +81,35 @@ def is_ours(obj: Any) -> bool:
     return bool(getattr(getattr(obj, "_self_wrapper", None), "__llmmeter__", False))
 
 
+def unwrap_ours(cls: type, method: str) -> bool:
+    """Remove llmmeter's wrapper from ``cls.method``; returns whether it was found.
+
+    Outermost (plain, or the bound form OTel's ``unwrap()`` writes back): the attribute is restored. Under
+    another instrumentor's wrapper: ours is spliced out of the chain and theirs stays in place, so theirs
+    keeps working and its own uninstrument later restores the SDK's function.
+    """
+    current = cls.__dict__.get(method)
+    if is_ours(current):
+        setattr(cls, method, current.__wrapped__)  # type: ignore[union-attr]
+        return True
+    outer = current
+    for _ in range(_MAX_WRAPPER_DEPTH):
+        inner = getattr(outer, "__wrapped__", None)
+        if inner is None:
+            return False
+        if is_ours(inner):
+            try:
+                outer.__wrapped__ = inner.__wrapped__  # type: ignore[union-attr]
+            except Exception:  # not a wrapt proxy: leave it (and ours under it) alone
+                return False
+            return True
+        outer = inner
+    return False
+
+
+_MAX_WRAPPER_DEPTH = 8
+
+
 def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)

@@ -43,7 +43,7 @@ from opentelemetry.trace import Tracer
 from llmmeter import names
 from llmmeter.call import AttributeValue, LLMCall, RequestInfo, ResponseInfo, start_call
 from llmmeter.config import settings
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
+from llmmeter.instrumentors._wrap import Translation, async_wrapper, is_ours, mark_ours, sync_wrapper, unwrap_ours
 from llmmeter.streams import AsyncStreamProxy, StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
@@ -427,7 +427,7 @@ def _stream_helper_init(async_: bool) -> Callable[..., Any]:
                 _log.debug("llmmeter: could not observe an Anthropic stream", exc_info=True)
         return wrapped(*args, **kwargs)
 
-    return wrapper
+    return mark_ours(wrapper)
 
 
 def _unobserved(pending: _Pending) -> None:
@@ -510,7 +510,7 @@ def _stream_method_wrapper(
             _log.debug("llmmeter: could not read an Anthropic stream() call", exc_info=True)
             return manager
 
-    return wrapper
+    return mark_ours(wrapper)
 
 
 # --- the instrumentor ------------------------------------------------------------------------------------
@@ -518,10 +518,6 @@ def _stream_method_wrapper(
 
 class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Measures every Messages API call of the ``anthropic`` SDK (see the module docstring for what and how)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._wrapped: list[tuple[type, str, Any]] = []
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _INSTRUMENTS
@@ -552,16 +548,21 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 self._wrap(cls, "__init__", _stream_helper_init(async_))
 
     def _wrap(self, cls: type, method: str, wrapper: Callable[..., Any]) -> None:
-        original = cls.__dict__[method]
-        if isinstance(original, wrapt.ObjectProxy):  # already wrapped (another instrumentor instance)
+        if is_ours(cls.__dict__[method]):  # already wrapped by llmmeter
             return
         wrapt.wrap_function_wrapper(cls, method, wrapper)
-        self._wrapped.append((cls, method, original))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        while self._wrapped:
-            cls, method, original = self._wrapped.pop()
-            setattr(cls, method, original)
+        # BaseInstrumentor is a singleton whose __init__ runs again on every AnthropicInstrumentor() call, so
+        # nothing is remembered on the instance: the targets are derived again and our wrappers recognised.
+        for module_name, class_name, method, _ in _RESOURCE_METHODS:
+            cls = _find_class(module_name, class_name)
+            if cls is not None:
+                unwrap_ours(cls, method)
+        for module_name, class_name, _ in _STREAM_HELPERS:
+            cls = _find_class(module_name, class_name)
+            if cls is not None:
+                unwrap_ours(cls, "__init__")
 
 
 def _find_class(module_name: str, class_name: str) -> type | None:

@@ -32,10 +32,9 @@ from typing import Any
 import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
 
 from llmmeter import config, estimate
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
+from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper, unwrap_ours
 from llmmeter.instrumentors.openai_._chat import ChatTranslation
 from llmmeter.instrumentors.openai_._legacy import CompletionsTranslation, EmbeddingsTranslation
 from llmmeter.instrumentors.openai_._responses import ResponsesTranslation
@@ -103,9 +102,9 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         # BaseInstrumentor is a singleton whose __init__ may run again: derive the targets, keep no state.
-        # Any wrapt proxy counts: when another instrumentor wrapped ours and was removed first, what it
-        # leaves behind is a *bound* wrapper of ours (wrapt binds class attributes on lookup).
+        # unwrap_ours() also recognises the *bound* wrapper of ours that OTel's unwrap() leaves behind when
+        # another instrumentor wrapped ours and was removed first, and never removes another's wrapper.
         for module_name, class_name, method, _, _ in TARGETS:
             cls = _target_class(module_name, class_name)
-            if cls is not None and hasattr(cls.__dict__.get(method), "__wrapped__"):
-                unwrap(cls, method)
+            if cls is not None:
+                unwrap_ours(cls, method)
