@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from typing import Any
 
 import wrapt
@@ -76,9 +75,16 @@ class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(stream)
         self._self_call = call
         self._self_acc = acc
-        # Ends the span if the app drops the stream without reading or closing it. The callback holds
-        # the call and accumulator, never the proxy, so it does not keep the stream alive.
-        self._self_finalizer = weakref.finalize(self, _abandoned, call, acc)
+
+    def __del__(self) -> None:
+        # Ends the span if the app drops the stream without reading or closing it (CPython runs this when
+        # the last reference goes; cheaper per stream than a weakref.finalize registration).
+        try:
+            call = self._self_call
+        except AttributeError:  # __init__ did not complete
+            return
+        if not call.ended:
+            _finish(call, self._self_acc, None, "abandoned")
 
     def _self_on_chunk(self, chunk: Any) -> None:
         acc = self._self_acc
@@ -91,7 +97,6 @@ class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
             _log.debug("llmmeter: could not read a stream chunk", exc_info=True)
 
     def _self_end(self, error: BaseException | None, how: str) -> None:
-        self._self_finalizer.detach()
         _finish(self._self_call, self._self_acc, error, how)
 
 

@@ -52,6 +52,13 @@ CHAT_FIELDS: tuple[tuple[str, str, type], ...] = (
 )
 _MAX_FINISH_REASONS = 16
 
+try:  # the SDK's chunk types, for the typed fast path of ChatStreamAccumulator
+    from openai.types.chat.chat_completion_chunk import ChatCompletionChunk as _ChunkType
+    from openai.types.chat.chat_completion_chunk import Choice as _ChoiceType
+    from openai.types.chat.chat_completion_chunk import ChoiceDelta as _DeltaType
+except ImportError:  # pragma: no cover - an SDK without these types: generic path only
+    _ChunkType = _ChoiceType = _DeltaType = None
+
 
 def chat_usage(raw: Any, notes: list[str]) -> Usage | None:
     """Normalize a Chat Completions ``usage`` block (SDK model or dict); None when there is none."""
@@ -259,6 +266,56 @@ class ChatStreamAccumulator(StreamAccumulator):
         self.usage_raw: Any = None
 
     def on_chunk(self, chunk: Any) -> None:
+        if type(chunk) is _ChunkType and self._on_typed_chunk(chunk):
+            return
+        self._on_any_chunk(chunk)
+
+    def _on_typed_chunk(self, chunk: Any) -> bool:
+        """The SDK's own chunk objects, read with plain attribute access (the common case, per chunk).
+
+        The SDK builds chunks without validation, so a field may hold anything the server sent: every
+        value is type-checked and nothing is changed until the whole chunk has been read; False sends
+        the chunk down the generic path instead.
+        """
+        choices = chunk.choices
+        if type(choices) is not list:
+            return False
+        found: list[tuple[Any, Any, Any, Any, Any]] = []
+        for choice in choices:
+            if type(choice) is not _ChoiceType:
+                return False
+            delta = choice.delta
+            if type(delta) is not _DeltaType:
+                return False
+            found.append((choice.finish_reason, delta.content, choice.index, delta.tool_calls, delta.refusal))
+        if self.model is None:
+            self.model = chunk.model
+            self.id = chunk.id
+            self.tier = chunk.service_tier
+        for reason, content, index, calls, refusal in found:
+            if reason is not None and isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
+                self.finish[reason] = None
+            if content:
+                key = index if type(index) is int else 0
+                buffer = self.texts.get(key)
+                if buffer is None:
+                    buffer = self.texts[key] = TextBuffer()
+                buffer.add(content)
+            if calls:
+                for call in items(calls):
+                    function = field_of(call, "function")
+                    self.other.add(field_of(function, "name"))
+                    self.other.add(field_of(function, "arguments"))
+            if refusal:
+                self.other.add(refusal)
+        usage = chunk.usage
+        if usage is None and self.request.provider == names.PROVIDER_GROQ:
+            usage = field_of(field_of(chunk, "x_groq"), "usage")
+        if usage is not None:
+            self.usage_raw = usage
+        return True
+
+    def _on_any_chunk(self, chunk: Any) -> None:
         if self.model is None:
             self.model = field_of(chunk, "model")
             self.id = field_of(chunk, "id")
