@@ -213,7 +213,19 @@ def test_sdk_error_during_consumption_reaches_app_as_raised(telemetry):
             raised.append(exc)
             raise
 
+    def iter_spy(wrapped, instance, args, kwargs):
+        def spied():
+            try:
+                yield from wrapped(*args, **kwargs)
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+        return spied()
+
+    # llmmeter's proxy may read the SDK stream through either door (``for`` uses __iter__, next() __next__).
     wrapt.wrap_function_wrapper(openai.Stream, "__next__", spy)
+    wrapt.wrap_function_wrapper(openai.Stream, "__iter__", iter_spy)
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
     try:
@@ -226,6 +238,7 @@ def test_sdk_error_during_consumption_reaches_app_as_raised(telemetry):
     finally:
         instrumentor.uninstrument()
         unwrap(openai.Stream, "__next__")
+        unwrap(openai.Stream, "__iter__")
     assert len(seen) == 3
     assert caught.value is raised[-1]
     assert str(caught.value) == "overloaded"

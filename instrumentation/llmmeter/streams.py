@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import wrapt
@@ -103,8 +104,29 @@ class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
 class SyncStreamProxy(_ProxyBase):
     """Wraps an SDK stream object (``openai.Stream``, ``anthropic.Stream``, any iterator)."""
 
-    def __iter__(self) -> SyncStreamProxy:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        # ``for chunk in stream`` (the common case) runs this generator: one generator resume per chunk
+        # instead of two Python-level __next__ calls (ours and the SDK stream's). ``next(stream)`` still
+        # goes through __next__ below; both feed the same accumulator and end the span once.
+        wrapped = self.__wrapped__
+        call = self._self_call
+        acc = self._self_acc
+        try:
+            for chunk in wrapped:
+                if not acc.chunks:
+                    call.first_chunk_ns = time.monotonic_ns()
+                acc.chunks += 1
+                try:
+                    acc.on_chunk(chunk)
+                except Exception:
+                    _log.debug("llmmeter: could not read a stream chunk", exc_info=True)
+                yield chunk
+        except GeneratorExit:  # the app stopped iterating; it may go on with next(), close() or drop it
+            raise
+        except BaseException as exc:
+            self._self_end(exc, "error")
+            raise
+        self._self_end(None, "exhausted")
 
     def __next__(self) -> Any:
         try:
