@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-# CI runs the fuzz tests derandomized: the same >= 1,000 examples every run, so a red build is reproducible
-# (a new failure found locally gets pinned with @example). Locally, Hypothesis explores new inputs each run.
+# Under CI every Hypothesis test runs derandomized: the same examples every run, so a red build is reproducible
+# (a new failure found locally gets pinned with @example). tests/test_fuzz_openai.py is derandomized everywhere.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")

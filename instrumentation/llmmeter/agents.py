@@ -70,11 +70,6 @@ class LoopGuard:
         if self.mode not in (MODE_SOFT, MODE_HARD):
             raise ValueError(f"llmmeter.agent: mode must be 'soft' or 'hard', got {self.mode!r}")
 
-    @property
-    def active(self) -> bool:
-        limits = (self.max_llm_calls, self.max_tokens, self.max_cost_usd, self.max_repeated_tool_calls)
-        return any(v is not None for v in limits)
-
 
 class Run:
     """One agent run: its span, its totals so far, and its loop-guard state. Thread-safe."""

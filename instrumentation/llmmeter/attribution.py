@@ -190,8 +190,3 @@ def current(context: otel_context.Context | None = None, keys: tuple[str, ...] |
         if clean is not None:
             result[key] = clean
     return result
-
-
-def span_attributes(context: otel_context.Context | None = None) -> dict[str, str]:
-    """Attribution as span attributes (``llmmeter.attr.<key>``), for the processor's on_start."""
-    return {names.ATTRIBUTION_SPAN_PREFIX + k: v for k, v in current(context).items()}

@@ -67,10 +67,6 @@ def _finish(call: LLMCall, acc: StreamAccumulator, error: BaseException | None, 
     call.finish(response, error, estimate_reason=reason)
 
 
-def _abandoned(call: LLMCall, acc: StreamAccumulator) -> None:
-    _finish(call, acc, None, "abandoned")
-
-
 class _ProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, stream: Any, call: LLMCall, acc: StreamAccumulator) -> None:
         super().__init__(stream)
@@ -108,18 +104,10 @@ class SyncStreamProxy(_ProxyBase):
         # ``for chunk in stream`` (the common case) runs this generator: one generator resume per chunk
         # instead of two Python-level __next__ calls (ours and the SDK stream's). ``next(stream)`` still
         # goes through __next__ below; both feed the same accumulator and end the span once.
-        wrapped = self.__wrapped__
-        call = self._self_call
-        acc = self._self_acc
+        on_chunk = self._self_on_chunk
         try:
-            for chunk in wrapped:
-                if not acc.chunks:
-                    call.first_chunk_ns = time.monotonic_ns()
-                acc.chunks += 1
-                try:
-                    acc.on_chunk(chunk)
-                except Exception:
-                    _log.debug("llmmeter: could not read a stream chunk", exc_info=True)
+            for chunk in self.__wrapped__:
+                on_chunk(chunk)
                 yield chunk
         except GeneratorExit:  # the app stopped iterating; it may go on with next(), close() or drop it
             raise

@@ -27,11 +27,6 @@ class Usage:
     estimated: frozenset[str] = field(default_factory=frozenset)
 
     @property
-    def uncached_input(self) -> int:
-        """Input tokens billed at the plain input rate: input - cache_read - cache_creation (>= 0)."""
-        return max(0, (self.input or 0) - self.cache_read - self.cache_creation)
-
-    @property
     def is_estimated(self) -> bool:
         return bool(self.estimated)
 

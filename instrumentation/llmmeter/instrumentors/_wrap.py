@@ -70,6 +70,9 @@ def _prepared(call: LLMCall, translation: Translation, kwargs: dict[str, Any]) -
         return kwargs
 
 
+_MAX_WRAPPER_DEPTH = 8  # wrappers stacked on one SDK method that unwrap_ours() looks through
+
+
 def mark_ours(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     """Tag a wrapper as llmmeter's, so uninstrument can tell it from another instrumentor's wrapper."""
     wrapper.__llmmeter__ = True  # type: ignore[attr-defined]
@@ -105,9 +108,6 @@ def unwrap_ours(cls: type, method: str) -> bool:
             return True
         outer = inner
     return False
-
-
-_MAX_WRAPPER_DEPTH = 8
 
 
 def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -265,8 +265,3 @@ def load_price_table(path: str) -> PriceTable:
         raise ConfigError(f"price file {path}: not valid JSON{where}: {exc}") from None
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()[:12]
     return parse_price_data(data, path, default_version=digest)
-
-
-def entry_fields() -> tuple[str, ...]:
-    """PriceEntry attribute names (for tooling)."""
-    return tuple(f.name for f in fields(PriceEntry))

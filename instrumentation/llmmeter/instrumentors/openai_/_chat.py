@@ -249,6 +249,42 @@ class ChatTranslation(Translation):
         return info
 
 
+_ChoiceFields = tuple[Any, Any, Any, Any, Any]  # finish_reason, delta content, index, tool_calls, refusal
+
+
+def _typed_choices(chunk: Any) -> list[_ChoiceFields] | None:
+    """A chunk's choices read with plain attribute access, for the SDK's own chunk objects (the per-chunk
+    common case). The SDK builds chunks without validation, so any field may hold whatever the server
+    sent: None (read the chunk with :func:`_any_choices`) when a value is not of the SDK's type."""
+    choices = chunk.choices
+    if type(choices) is not list:
+        return None
+    found: list[_ChoiceFields] = []
+    for choice in choices:
+        if type(choice) is not _ChoiceType:
+            return None
+        delta = choice.delta
+        if type(delta) is not _DeltaType:
+            return None
+        found.append((choice.finish_reason, delta.content, choice.index, delta.tool_calls, delta.refusal))
+    return found
+
+
+def _any_choices(chunk: Any) -> list[_ChoiceFields]:
+    """A chunk's choices from any shape (dicts, other SDK objects, garbage), never raising."""
+    found: list[_ChoiceFields] = []
+    for choice in items(field_of(chunk, "choices")):
+        delta = field_of(choice, "delta")
+        found.append((
+            field_of(choice, "finish_reason"),
+            field_of(delta, "content"),
+            field_of(choice, "index"),
+            field_of(delta, "tool_calls"),
+            field_of(delta, "refusal"),
+        ))
+    return found
+
+
 class ChatStreamAccumulator(StreamAccumulator):
     """Per chunk: model/id once, delta texts per choice, finish reasons, the usage block when present."""
 
@@ -266,34 +302,15 @@ class ChatStreamAccumulator(StreamAccumulator):
         self.usage_raw: Any = None
 
     def on_chunk(self, chunk: Any) -> None:
-        if type(chunk) is _ChunkType and self._on_typed_chunk(chunk):
-            return
-        self._on_any_chunk(chunk)
-
-    def _on_typed_chunk(self, chunk: Any) -> bool:
-        """The SDK's own chunk objects, read with plain attribute access (the common case, per chunk).
-
-        The SDK builds chunks without validation, so a field may hold anything the server sent: every
-        value is type-checked and nothing is changed until the whole chunk has been read; False sends
-        the chunk down the generic path instead.
-        """
-        choices = chunk.choices
-        if type(choices) is not list:
-            return False
-        found: list[tuple[Any, Any, Any, Any, Any]] = []
-        for choice in choices:
-            if type(choice) is not _ChoiceType:
-                return False
-            delta = choice.delta
-            if type(delta) is not _DeltaType:
-                return False
-            found.append((choice.finish_reason, delta.content, choice.index, delta.tool_calls, delta.refusal))
         if self.model is None:
-            self.model = chunk.model
-            self.id = chunk.id
-            self.tier = chunk.service_tier
+            self.model = field_of(chunk, "model")
+            self.id = field_of(chunk, "id")
+            self.tier = field_of(chunk, "service_tier")
+        found = _typed_choices(chunk) if type(chunk) is _ChunkType else None
+        if found is None:
+            found = _any_choices(chunk)
         for reason, content, index, calls, refusal in found:
-            if reason is not None and isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
+            if isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
                 self.finish[reason] = None
             if content:
                 key = index if type(index) is int else 0
@@ -308,44 +325,6 @@ class ChatStreamAccumulator(StreamAccumulator):
                     self.other.add(field_of(function, "arguments"))
             if refusal:
                 self.other.add(refusal)
-        usage = chunk.usage
-        if usage is None and self.request.provider == names.PROVIDER_GROQ:
-            usage = field_of(field_of(chunk, "x_groq"), "usage")
-        if usage is not None:
-            self.usage_raw = usage
-        return True
-
-    def _on_any_chunk(self, chunk: Any) -> None:
-        if self.model is None:
-            self.model = field_of(chunk, "model")
-            self.id = field_of(chunk, "id")
-            self.tier = field_of(chunk, "service_tier")
-        choices = field_of(chunk, "choices")
-        if choices:
-            for choice in items(choices):
-                reason = field_of(choice, "finish_reason")
-                if isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
-                    self.finish[reason] = None
-                delta = field_of(choice, "delta")
-                if delta is None:
-                    continue
-                content = field_of(delta, "content")
-                if content:
-                    index = field_of(choice, "index")
-                    key = index if isinstance(index, int) else 0
-                    buffer = self.texts.get(key)
-                    if buffer is None:
-                        buffer = self.texts[key] = TextBuffer()
-                    buffer.add(content)
-                calls = field_of(delta, "tool_calls")
-                if calls:
-                    for call in items(calls):
-                        function = field_of(call, "function")
-                        self.other.add(field_of(function, "name"))
-                        self.other.add(field_of(function, "arguments"))
-                refusal = field_of(delta, "refusal")
-                if refusal:
-                    self.other.add(refusal)
         usage = field_of(chunk, "usage")
         if usage is None and self.request.provider == names.PROVIDER_GROQ:
             usage = field_of(field_of(chunk, "x_groq"), "usage")
