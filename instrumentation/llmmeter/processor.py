@@ -22,10 +22,11 @@ path avoids building what it can cache. A synchronous OTel SDK measurement costs
   monotonic cumulative sums, so Prometheus shows ``llmmeter_tokens_total`` and ``rate()`` works. At most
   ``MAX_SERIES_PER_METRIC`` label sets per counter are kept; a call that would add one more has its
   attribution labels folded into ``__overflow__`` (counted by ``llmmeter.attribution.overflow``);
-* histogram records (token usage, duration, time to first chunk) are queued and replayed on a daemon
-  thread, and every metric collection replays what is queued *before* the SDK reads its histograms, so a
-  reader sees every span that ended before it collected. Nothing is dropped: with ``MAX_QUEUED_RECORDS``
-  waiting, the app's thread records inline instead.
+* histogram records (token usage, duration, time to first chunk) are queued, and every metric collection
+  replays what is queued *before* the SDK reads its histograms (on the reader's thread), so a reader sees
+  every span that ended before it collected. A backlog of ``WAKE_AT`` records is replayed by a daemon
+  thread in between. Nothing is dropped: with ``MAX_QUEUED_RECORDS`` waiting, the app's thread records
+  inline instead.
 
 It never raises.
 """
@@ -67,11 +68,12 @@ MAX_CACHED_LABEL_SETS = 4096
 # SDK's own per-instrument cardinality limit (2000 by default) still applies on export.
 MAX_SERIES_PER_METRIC = 10_000
 OVERFLOW_HEADROOM = 1_000
-# Histogram records waiting for the replay thread: it wakes every FLUSH_INTERVAL_S or at WAKE_AT queued;
-# past MAX_QUEUED_RECORDS the app's thread records inline (backpressure, never a drop).
-FLUSH_INTERVAL_S = 0.5
-WAKE_AT = 512
+# Histogram records wait in a queue until a metric collection replays them (the reader's own thread, just
+# before it reads the histograms). Past WAKE_AT queued a replay thread (started then) records them in the
+# background; past MAX_QUEUED_RECORDS the app's thread records inline (backpressure, never a drop).
+WAKE_AT = 4096
 MAX_QUEUED_RECORDS = 65_536
+REPLAY_POLL_S = 5.0  # the replay thread also checks for a backlog this often once started
 REPLAY_CHUNK = 32  # records the replay thread records per GIL hold (~0.3 ms)
 _SLOTS = 6  # instrument index, value, labels, trace id, span id, trace flags
 
@@ -106,7 +108,8 @@ def _label_value(value: Any) -> str | None:
 
 
 class _DeferredRecords:
-    """Histogram records taken off the app's thread: queued by on_end, replayed by a daemon thread.
+    """Histogram records taken off the app's thread: queued by on_end, replayed by the next metric
+    collection, or by a daemon thread once WAKE_AT are waiting.
 
     ``drain()`` replays everything queued so far under a lock, so a drain that finds the queue empty has
     also waited for any record the daemon thread had already taken: a metric collection that drains
@@ -124,19 +127,23 @@ class _DeferredRecords:
         self._inline = False  # after close(), or when no thread could be started
         _LIVE_DEFERRED.add(self)
 
-    def add(self, index: int, value: float, labels: dict[str, str], trace_id: int, span_id: int, flags: int) -> None:
+    def add(self, records: tuple[Any, ...]) -> None:
+        """Queue one span's records: _SLOTS values per record, laid flat in one tuple."""
         queue = self._queue
         queued = len(queue)
         if self._inline or queued >= MAX_QUEUED_RECORDS * _SLOTS:
-            self._record(index, value, labels, trace_id, span_id, flags, [None, None])
+            last: list[Any] = [None, None]
+            for i in range(0, len(records), _SLOTS):
+                self._record(*records[i : i + _SLOTS], last)
             return
-        # One extend() from a tuple is one C call that runs no Python code, so a record's slots stay together
+        # One extend() from a tuple is one C call that runs no Python code, so a span's records stay together
         # whatever other threads append (in free-threaded builds deque methods lock the deque).
-        queue.extend((index, value, labels, trace_id, span_id, flags))
-        if self._thread is None:
-            self._start()
-        elif queued >= WAKE_AT * _SLOTS and not self._wake.is_set():
-            self._wake.set()
+        queue.extend(records)
+        if queued >= WAKE_AT * _SLOTS:
+            if self._thread is None:
+                self._start()
+            if not self._wake.is_set():
+                self._wake.set()
 
     def drain(self, chunk: int = 0) -> bool:
         """Replay queued records now, on the caller's thread: all of them, or at most ``chunk`` (the replay
@@ -207,7 +214,7 @@ def _replay_loop(ref: weakref.ReferenceType[_DeferredRecords]) -> None:
             return
         wake = owner._wake
         del owner  # do not keep the processor alive while waiting
-        wake.wait(FLUSH_INTERVAL_S)
+        wake.wait(REPLAY_POLL_S)
         owner = ref()
         if owner is None:
             return
@@ -316,7 +323,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._groups: OrderedDict[int, _Group] = OrderedDict()  # root span id -> group
         self._group_of: dict[int, _Group] = {}  # member span id -> group
-        self._cache: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
         self.tally = Tally()
 
     # --- span start --------------------------------------------------------------------------
@@ -454,30 +461,28 @@ class LLMMeterSpanProcessor(SpanProcessor):
         adds.append((self._requests, status, _TRUE if priced else _FALSE, 1))
         self._add_sums(base, est, adds)
 
-        # Histograms: queued for the replay thread (see _DeferredRecords), index into its instruments.
-        cache = self._cache
-        if len(cache) > MAX_CACHED_LABEL_SETS:
-            cache.clear()
+        # Histograms: queued for replay (see _DeferredRecords); a record's first slot indexes its instrument.
         error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
-        semconv_key = (provider, operation, request_model, response_model, error_type)
+        input_labels, output_labels, semconv = self._semconv_labels((provider, operation, request_model,
+                                                                     response_model, error_type))
         context = span.context
         if context is not None:
-            trace_id, span_id, flags = context.trace_id, context.span_id, int(context.trace_flags)
+            ids = (context.trace_id, context.span_id, int(context.trace_flags))
         else:
-            trace_id = span_id = flags = 0
-        defer = self._deferred.add
+            ids = (0, 0, 0)
+        records: tuple[Any, ...] = ()
         if input_tokens is not None:
-            labels = self._semconv_labels(semconv_key, names.TOKEN_TYPE_INPUT)
-            defer(0, input_tokens, labels, trace_id, span_id, flags)
+            records += (0, input_tokens, input_labels, *ids)
         if output_tokens is not None:
-            labels = self._semconv_labels(semconv_key, names.TOKEN_TYPE_OUTPUT)
-            defer(0, output_tokens, labels, trace_id, span_id, flags)
-        semconv = self._semconv_labels(semconv_key, None)
-        if span.start_time is not None and span.end_time is not None and not blocked:
-            defer(1, max(0.0, (span.end_time - span.start_time) / 1e9), semconv, trace_id, span_id, flags)
+            records += (0, output_tokens, output_labels, *ids)
+        start, end = span.start_time, span.end_time
+        if start is not None and end is not None and not blocked:
+            records += (1, max(0.0, (end - start) / 1e9), semconv, *ids)
         ttfc = get(names.TIME_TO_FIRST_CHUNK)
-        if isinstance(ttfc, (int, float)) and not isinstance(ttfc, bool) and ttfc >= 0:
-            defer(2, float(ttfc), semconv, trace_id, span_id, flags)
+        if ttfc is not None and (ttfc.__class__ is float or ttfc.__class__ is int) and ttfc >= 0:
+            records += (2, float(ttfc), semconv, *ids)
+        if records:
+            self._deferred.add(records)
 
         if not blocked:
             self.tally.record(
@@ -561,6 +566,16 @@ class LLMMeterSpanProcessor(SpanProcessor):
         """Add one call's amounts to the counters' sums, folding its labels if a counter is full."""
         folded: tuple = ()
         with self._sums_lock:
+            slots = []
+            for series, kind, priced, _amount in adds:  # the common case: every series exists already
+                slot = series.get((base, kind, est, priced))
+                if slot is None:
+                    break
+                slots.append(slot)
+            else:
+                for slot, add in zip(slots, adds, strict=True):
+                    slot[0] += add[3]
+                return
             if _would_exceed(base, est, adds, self._max_series):
                 base, folded = self._fold(base, adds, est)
             for series, kind, priced, amount in adds:
@@ -637,18 +652,21 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
         return observe
 
-    def _semconv_labels(self, key: tuple, token_type: str | None) -> dict[str, str]:
-        cache_key = ("semconv", key, token_type)
-        labels = self._cache.get(cache_key)
-        if labels is None:
-            labels = {}
-            for name, value in zip(_SEMCONV_LABELS, key, strict=True):
-                if value is not None:
-                    labels[name] = value
-            if token_type is not None:
-                labels[names.TOKEN_TYPE] = token_type
-            self._cache[cache_key] = labels
-        return labels
+    def _semconv_labels(self, key: tuple) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """The semconv histograms' label dicts for one (provider, operation, request model, response model,
+        error type): (input token, output token, no token type). Cached: one lookup per span."""
+        found = self._cache.get(key)
+        if found is None:
+            labels = {name: value for name, value in zip(_SEMCONV_LABELS, key, strict=True) if value is not None}
+            found = (
+                {**labels, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT},
+                {**labels, names.TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT},
+                labels,
+            )
+            if len(self._cache) >= MAX_CACHED_LABEL_SETS:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
     # --- lifecycle ---------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -104,10 +104,18 @@ class SyncStreamProxy(_ProxyBase):
         # ``for chunk in stream`` (the common case) runs this generator: one generator resume per chunk
         # instead of two Python-level __next__ calls (ours and the SDK stream's). ``next(stream)`` still
         # goes through __next__ below; both feed the same accumulator and end the span once.
-        on_chunk = self._self_on_chunk
+        # The loop body is _self_on_chunk inlined: a Python call per chunk is a measurable share of the cost.
+        acc = self._self_acc
+        on_chunk = acc.on_chunk
         try:
             for chunk in self.__wrapped__:
-                on_chunk(chunk)
+                if not acc.chunks:
+                    self._self_call.first_chunk_ns = time.monotonic_ns()
+                acc.chunks += 1
+                try:
+                    on_chunk(chunk)
+                except Exception:
+                    _log.debug("llmmeter: could not read a stream chunk", exc_info=True)
                 yield chunk
         except GeneratorExit:  # the app stopped iterating; it may go on with next(), close() or drop it
             raise

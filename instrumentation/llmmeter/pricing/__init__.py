@@ -28,7 +28,13 @@ from typing import Any
 from llmmeter.config import ENV_MODEL_ALIASES, ENV_PRICE_FILE, ConfigError
 from llmmeter.pricing.formula import compute
 from llmmeter.pricing.normalize import candidates
-from llmmeter.pricing.table import PriceEntry, PriceTable, load_price_table, parse_price_data
+from llmmeter.pricing.table import (
+    ZERO_PRICE_KEY_SUFFIX,
+    PriceEntry,
+    PriceTable,
+    load_price_table,
+    parse_price_data,
+)
 from llmmeter.usage import Usage
 
 __all__ = [
@@ -49,7 +55,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SHIPPED_FILE = "prices.json"
-ZERO_PRICE_KEY_SUFFIX = "/*"  # price_key of a zero-priced provider's calls, e.g. "ollama/*"
 MAX_WARNED_MODELS = 1000  # unknown-model warnings remembered; past this, warnings stop (bounded memory)
 
 
@@ -236,12 +241,11 @@ def price_usage(provider: str | None, model: str | None, usage: Usage) -> Cost:
     if table is None:
         return Cost(None, False, None, "unavailable", reason="no_table")
     try:
-        if table.is_zero_priced(provider, model):
-            name = (provider or (model or "").split("/", 1)[0]).lower()
-            return Cost(0.0, True, name + ZERO_PRICE_KEY_SUFFIX, table.version, {}, None)
+        found = table.target(provider, model)
+        if found is not None and found[1] is None:  # zero-priced provider
+            return Cost(0.0, True, found[0], table.version, {}, None)
         if usage is None or (usage.input is None and usage.output is None):
             return Cost(None, False, None, table.version, reason="no_usage")
-        found = table.resolve(provider, model) if isinstance(model, str) and model.strip() else None
         if found is None:
             _warn_unknown(provider, model, table.version)
             return Cost(None, False, None, table.version, reason="unknown_model")

@@ -28,7 +28,17 @@ from llmmeter.usage import Usage
 _MAX_TOKENS = 10**12  # more tokens than any call can have: a corrupt count, not a bill
 
 
+_MAX_CACHED_RATES = 4096  # entries whose resolved rates are kept (cleared when full)
+# id(entry) -> (entry, base rates, above-200k rates): the fallbacks below depend only on the entry, so
+# they are resolved once per entry instead of on every call. The entry is kept to check the id's owner.
+_rates: dict[int, tuple[PriceEntry, tuple[float, ...], tuple[float, ...] | None]] = {}
+
+Rates = tuple[float, float, float, float, float, float | None]  # in, out, read, write, write_1h, reasoning
+
+
 def _count(value: Any) -> int:
+    if type(value) is int and 0 <= value <= _MAX_TOKENS:
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return 0
     return min(value, _MAX_TOKENS)
@@ -39,6 +49,44 @@ def _first(*rates: float | None) -> float:
         if rate is not None:
             return rate
     return 0.0
+
+
+def _resolve_rates(entry: PriceEntry) -> tuple[Rates, Rates | None]:
+    """(base rates, rates above 200k input tokens or None), each with every fallback applied."""
+    in_rate = _first(entry.input)
+    out_rate = _first(entry.output)
+    write_rate = _first(entry.cache_creation, in_rate)
+    base: Rates = (
+        in_rate,
+        out_rate,
+        _first(entry.cache_read, in_rate),
+        write_rate,
+        _first(entry.cache_creation_1h, write_rate),
+        entry.reasoning,
+    )
+    if not entry.has_tier:
+        return base, None
+    in_rate = _first(entry.input_above_200k, entry.input)
+    out_rate = _first(entry.output_above_200k, entry.output)
+    write_rate = _first(entry.cache_creation_above_200k, entry.cache_creation, in_rate)
+    tier: Rates = (
+        in_rate,
+        out_rate,
+        _first(entry.cache_read_above_200k, entry.cache_read, in_rate),
+        write_rate,
+        _first(entry.cache_creation_1h_above_200k, entry.cache_creation_1h, write_rate),
+        entry.reasoning_above_200k if entry.reasoning_above_200k is not None else entry.reasoning,
+    )
+    return base, tier
+
+
+def _rates_of(entry: PriceEntry, tiered: bool) -> Rates:
+    cached = _rates.get(id(entry))
+    if cached is None or cached[0] is not entry:
+        if len(_rates) >= _MAX_CACHED_RATES:
+            _rates.clear()
+        cached = _rates[id(entry)] = (entry, *_resolve_rates(entry))
+    return cached[2] if tiered and cached[2] is not None else cached[1]  # type: ignore[return-value]
 
 
 def compute(entry: PriceEntry, usage: Usage) -> tuple[float, dict[str, float]]:
@@ -54,22 +102,9 @@ def compute(entry: PriceEntry, usage: Usage) -> tuple[float, dict[str, float]]:
     cache_1h = min(_count(usage.cache_creation_1h), cache_creation)
     uncached = total_in - cache_read - cache_creation
     reasoning = min(_count(usage.reasoning), out)
-
-    if total_in > TIER_THRESHOLD_TOKENS and entry.has_tier:
-        in_rate = _first(entry.input_above_200k, entry.input)
-        out_rate = _first(entry.output_above_200k, entry.output)
-        read_rate = _first(entry.cache_read_above_200k, entry.cache_read, in_rate)
-        write_rate = _first(entry.cache_creation_above_200k, entry.cache_creation, in_rate)
-        write_1h_rate = _first(entry.cache_creation_1h_above_200k, entry.cache_creation_1h, write_rate)
-        reasoning_rate = entry.reasoning_above_200k if entry.reasoning_above_200k is not None else entry.reasoning
-    else:
-        in_rate = _first(entry.input)
-        out_rate = _first(entry.output)
-        read_rate = _first(entry.cache_read, in_rate)
-        write_rate = _first(entry.cache_creation, in_rate)
-        write_1h_rate = _first(entry.cache_creation_1h, write_rate)
-        reasoning_rate = entry.reasoning
-
+    in_rate, out_rate, read_rate, write_rate, write_1h_rate, reasoning_rate = _rates_of(
+        entry, total_in > TIER_THRESHOLD_TOKENS
+    )
     breakdown = {
         "input": uncached * in_rate,
         "cache_read": cache_read * read_rate,

@@ -40,6 +40,8 @@ SKIPPED_KEYS = frozenset({"sample_spec"})
 META_KEY = "_meta"
 DEFAULT_ZERO_PRICED_PROVIDERS = frozenset({"ollama"})
 TIER_THRESHOLD_TOKENS = 200_000
+ZERO_PRICE_KEY_SUFFIX = "/*"  # price_key of a zero-priced provider's calls, e.g. "ollama/*"
+MAX_CACHED_TARGETS = 4096  # (provider, model) answers kept per table; cleared when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class PriceTable(Mapping[str, PriceEntry]):
         self.aliases: Mapping[str, str] = dict(aliases or {})
         self.origins = origins
         self._resolve_cached = lru_cache(maxsize=1024)(self._resolve)
+        self._targets: dict[tuple[Any, Any], tuple[str, PriceEntry | None] | None] = {}
 
     # Mapping protocol
     def __getitem__(self, key: str) -> PriceEntry:
@@ -181,6 +184,29 @@ class PriceTable(Mapping[str, PriceEntry]):
             head = model.split("/", 1)[0].lower()
             return head in self.zero_priced_providers or head.removesuffix("_chat") in self.zero_priced_providers
         return False
+
+    def target(self, provider: str | None, model: str | None) -> tuple[str, PriceEntry | None] | None:
+        """What prices a call to ``model``: ``(key, entry)``; ``(key, None)`` for a zero-priced provider
+        (key ``<provider>/*``); None when nothing does. One dict lookup per call after the first: the
+        answer depends only on this (immutable) table and the two names."""
+        key = (provider, model)
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable garbage for a model name: not priced, not cached
+            return None
+        found: tuple[str, PriceEntry | None] | None
+        if self.is_zero_priced(provider, model):
+            found = ((provider or (model or "").split("/", 1)[0]).lower() + ZERO_PRICE_KEY_SUFFIX, None)
+        elif isinstance(model, str) and model.strip():
+            found = self.resolve(provider, model)
+        else:
+            found = None
+        if len(self._targets) >= MAX_CACHED_TARGETS:  # bounded: model names can come from responses
+            self._targets.clear()
+        self._targets[key] = found
+        return found
 
     def resolve(self, provider: str | None, model: str) -> tuple[str, PriceEntry] | None:
         """The (key, entry) ``model`` is priced by, or None. Aliases first, then exact, then normalized names;

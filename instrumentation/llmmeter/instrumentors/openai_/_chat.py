@@ -252,24 +252,6 @@ class ChatTranslation(Translation):
 _ChoiceFields = tuple[Any, Any, Any, Any, Any]  # finish_reason, delta content, index, tool_calls, refusal
 
 
-def _typed_choices(chunk: Any) -> list[_ChoiceFields] | None:
-    """A chunk's choices read with plain attribute access, for the SDK's own chunk objects (the per-chunk
-    common case). The SDK builds chunks without validation, so any field may hold whatever the server
-    sent: None (read the chunk with :func:`_any_choices`) when a value is not of the SDK's type."""
-    choices = chunk.choices
-    if type(choices) is not list:
-        return None
-    found: list[_ChoiceFields] = []
-    for choice in choices:
-        if type(choice) is not _ChoiceType:
-            return None
-        delta = choice.delta
-        if type(delta) is not _DeltaType:
-            return None
-        found.append((choice.finish_reason, delta.content, choice.index, delta.tool_calls, delta.refusal))
-    return found
-
-
 def _any_choices(chunk: Any) -> list[_ChoiceFields]:
     """A chunk's choices from any shape (dicts, other SDK objects, garbage), never raising."""
     found: list[_ChoiceFields] = []
@@ -286,18 +268,27 @@ def _any_choices(chunk: Any) -> list[_ChoiceFields]:
 
 
 class ChatStreamAccumulator(StreamAccumulator):
-    """Per chunk: model/id once, delta texts per choice, finish reasons, the usage block when present."""
+    """Per chunk: model/id once, delta texts per choice, finish reasons, the usage block when present.
 
-    __slots__ = ("finish", "id", "model", "other", "request", "texts", "tier", "usage_raw")
+    Most chunks of most streams are the SDK's own ``ChatCompletionChunk`` with one choice whose delta
+    holds a little text: :meth:`on_chunk` reads those with plain attribute access and type checks (the SDK
+    builds chunks without validation, so a field may hold whatever the server sent) and hands anything
+    else (several choices, tool calls, refusals, dicts, garbage) to the general path, which reads every
+    shape through :func:`field_of` and never raises.
+    """
+
+    __slots__ = ("finish", "groq", "id", "model", "other", "request", "text0", "texts", "tier", "usage_raw")
 
     def __init__(self, request: Any) -> None:
         super().__init__()
         self.request = request
+        self.groq = request.provider == names.PROVIDER_GROQ  # Groq sends usage under x_groq
         self.model: Any = None
         self.id: Any = None
         self.tier: Any = None
         self.finish: dict[str, None] = {}
-        self.texts: dict[int, TextBuffer] = {}
+        self.text0 = TextBuffer()  # choice 0, the only one unless the app asked for n > 1
+        self.texts: dict[int, TextBuffer] = {0: self.text0}
         self.other = TextBuffer()  # tool-call names/arguments and refusals: counted, not captured
         self.usage_raw: Any = None
 
@@ -306,12 +297,34 @@ class ChatStreamAccumulator(StreamAccumulator):
             self.model = field_of(chunk, "model")
             self.id = field_of(chunk, "id")
             self.tier = field_of(chunk, "service_tier")
-        found = _typed_choices(chunk) if type(chunk) is _ChunkType else None
-        if found is None:
-            found = _any_choices(chunk)
-        for reason, content, index, calls, refusal in found:
-            if isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
-                self.finish[reason] = None
+        if type(chunk) is _ChunkType:
+            choices = chunk.choices
+            if type(choices) is list and len(choices) == 1:
+                choice = choices[0]
+                delta = choice.delta if type(choice) is _ChoiceType else None
+                if (
+                    type(delta) is _DeltaType
+                    and choice.index == 0
+                    and delta.tool_calls is None
+                    and delta.refusal is None
+                ):
+                    content = delta.content
+                    if content is not None:
+                        self.text0.add(content)
+                    reason = choice.finish_reason
+                    if reason is not None:
+                        self._finish_reason(reason)
+                    usage = chunk.usage
+                    if usage is not None:
+                        self.usage_raw = usage
+                    elif self.groq:
+                        self._usage(None, chunk)
+                    return
+        self._general(chunk)
+
+    def _general(self, chunk: Any) -> None:
+        for reason, content, index, calls, refusal in _any_choices(chunk):
+            self._finish_reason(reason)
             if content:
                 key = index if type(index) is int else 0
                 buffer = self.texts.get(key)
@@ -325,8 +338,14 @@ class ChatStreamAccumulator(StreamAccumulator):
                     self.other.add(field_of(function, "arguments"))
             if refusal:
                 self.other.add(refusal)
-        usage = field_of(chunk, "usage")
-        if usage is None and self.request.provider == names.PROVIDER_GROQ:
+        self._usage(field_of(chunk, "usage"), chunk)
+
+    def _finish_reason(self, reason: Any) -> None:
+        if isinstance(reason, str) and len(self.finish) < _MAX_FINISH_REASONS:
+            self.finish[reason] = None
+
+    def _usage(self, usage: Any, chunk: Any) -> None:
+        if usage is None and self.groq:
             usage = field_of(field_of(chunk, "x_groq"), "usage")
         if usage is not None:
             self.usage_raw = usage
@@ -346,6 +365,7 @@ class ChatStreamAccumulator(StreamAccumulator):
                 [
                     {"role": "assistant", "parts": text_parts([b.text()]), "finish_reason": reason}
                     for _, b in sorted(self.texts.items())
+                    if b.parts
                 ]
             )
         info.usage = fill_input_estimate(self.request, usage, info)

@@ -107,9 +107,32 @@ def _host_provider(host: str, port: int | None) -> str:
     return OPENAI
 
 
+# endpoint() per client, checked against the client's current base_url and runtime objects (the SDK
+# replaces them when they change), so a long-lived client resolves its host once, not on every call.
+_MAX_ENDPOINTS = 256
+_endpoints: dict[int, tuple[type, Any, Any, tuple[str, str | None, int | None]]] = {}
+
+
 def endpoint(instance: Any) -> tuple[str, str | None, int | None]:
     """(provider, server.address, server.port) for the client a resource belongs to."""
     client = getattr(instance, "_client", None)
+    try:
+        url = getattr(client, "_base_url", None)
+        runtime = getattr(client, "_provider_runtime", None)
+    except Exception:
+        return _endpoint(client)
+    cached = _endpoints.get(id(client))
+    if cached is not None and cached[0] is type(client) and cached[1] is url and cached[2] is runtime:
+        return cached[3]
+    found = _endpoint(client)
+    if url is not None:  # a client without a URL object (a test double) is not cached
+        if len(_endpoints) >= _MAX_ENDPOINTS:
+            _endpoints.clear()
+        _endpoints[id(client)] = (type(client), url, runtime, found)
+    return found
+
+
+def _endpoint(client: Any) -> tuple[str, str | None, int | None]:
     host: str | None = None
     port: int | None = None
     try:
