@@ -15,6 +15,7 @@ from llmmeter import config, names
 from llmmeter.call import ResponseInfo
 from llmmeter.instrumentors._wrap import Translation
 from llmmeter.instrumentors.openai_._common import (
+    MAX_TOKEN_COUNT,
     NOTE_OUTPUT_TRUNCATED,
     NOTE_USAGE_MISSING,
     OpenAIRequest,
@@ -60,11 +61,58 @@ except ImportError:  # pragma: no cover - an SDK without these types: generic pa
     _ChunkType = _ChoiceType = _DeltaType = None
 
 
+try:  # the SDK's usage types, for the typed fast path of chat_usage
+    from openai.types.completion_usage import CompletionTokensDetails as _OutputDetailsType
+    from openai.types.completion_usage import CompletionUsage as _UsageType
+    from openai.types.completion_usage import PromptTokensDetails as _InputDetailsType
+except ImportError:  # pragma: no cover - an SDK without these types: generic path only
+    _UsageType = _InputDetailsType = _OutputDetailsType = None
+
+
+def _count_or_zero(value: Any) -> int | None:
+    """0 for None, the value for a sane int count, None (not fast-path material) for anything else."""
+    if value is None:
+        return 0
+    return value if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT else None
+
+
+def _typed_usage(raw: Any) -> Usage | None:
+    """The SDK's own ``CompletionUsage`` with plain int counts and no extra fields, read with attribute
+    access; None sends anything else (DeepSeek's extra fields, strings, contradictions) to the general path."""
+    if raw.__pydantic_extra__:
+        return None
+    input_, output = raw.prompt_tokens, raw.completion_tokens
+    if type(input_) is not int or type(output) is not int or not 0 <= input_ <= MAX_TOKEN_COUNT:
+        return None
+    if not 0 <= output <= MAX_TOKEN_COUNT:
+        return None
+    cache_read = cache_write = reasoning = 0
+    details = raw.prompt_tokens_details
+    if details is not None:
+        if type(details) is not _InputDetailsType or details.__pydantic_extra__:
+            return None
+        cache_read, cache_write = _count_or_zero(details.cached_tokens), _count_or_zero(details.cache_write_tokens)
+        if cache_read is None or cache_write is None or cache_read + cache_write > input_:
+            return None
+    details = raw.completion_tokens_details
+    if details is not None:
+        if type(details) is not _OutputDetailsType or details.__pydantic_extra__:
+            return None
+        reasoning = _count_or_zero(details.reasoning_tokens)
+        if reasoning is None or reasoning > output:
+            return None
+    return Usage(input=input_, output=output, cache_read=cache_read, cache_creation=cache_write, reasoning=reasoning)
+
+
 def chat_usage(raw: Any, notes: list[str]) -> Usage | None:
     """Normalize a Chat Completions ``usage`` block (SDK model or dict); None when there is none."""
     if raw is None:
         notes.append(NOTE_USAGE_MISSING)
         return None
+    if type(raw) is _UsageType:
+        usage = _typed_usage(raw)
+        if usage is not None:
+            return usage
     input_ = read_count(raw, "prompt_tokens", notes, "usage")
     output = read_count(raw, "completion_tokens", notes, "usage")
     prompt_details = field_of(raw, "prompt_tokens_details")
@@ -357,7 +405,9 @@ class ChatStreamAccumulator(StreamAccumulator):
         usage = chat_usage(self.usage_raw, info.unmeasured)
         if usage is None or usage.output is None:
             info.output_text = "".join(b.text() for b in (*self.texts.values(), self.other))
-        if self.other.truncated or any(b.truncated for b in self.texts.values()):
+        if self.other.truncated or self.text0.truncated or (
+            len(self.texts) > 1 and any(b.truncated for b in self.texts.values())
+        ):
             info.unmeasured.append(NOTE_OUTPUT_TRUNCATED)
         if self.request.capture:
             reason = next(iter(self.finish), "")
