@@ -55,6 +55,7 @@ MODES = overhead.MODES
 PARTS: tuple[str, ...] = ("app", "deferred")
 # What the worker's loops are run by: callgrind counts only inside this C function (see the docstring).
 COUNTED_FUNCTION = "functools_reduce"
+VERIFIED_PREFIX = "llmmeter-bench-verified: "
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +90,9 @@ def worker_main(kind: str, calls: int, warmup: int) -> int:
         functools.reduce(call, range(calls), None)  # counted: 'app'
         functools.reduce(lambda _acc, _i: drain(), range(1), None)  # counted: 'deferred'
         pipeline.tracer_provider.force_flush()
-    sys.stdout.flush()
+    pipeline.calls = (warmup + calls) * len(MODES)
+    # Proof the arm did what it claims (spans exported, metric points), for the parent to check.
+    print(VERIFIED_PREFIX + json.dumps(pipeline.check()), flush=True)
     os._exit(0)  # no exit handlers: nothing after the counted loops matters
 
 
@@ -141,6 +144,10 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
             tail = "\n".join(done.stderr.splitlines()[-15:])
             raise RuntimeError(f"arm {arm.name}: valgrind exited {done.returncode}:\n{tail}")
         counts = [_dump_total(path) for path in _dumps(tmp)]
+    reports = [line[len(VERIFIED_PREFIX) :] for line in done.stdout.splitlines() if line.startswith(VERIFIED_PREFIX)]
+    verified = json.loads(reports[-1]) if reports else None
+    if verified is None:
+        raise RuntimeError(f"arm {arm.name}: the worker did not report what it measured")
     expected = len(MODES) * len(PARTS)
     if len(counts) != expected:
         raise RuntimeError(f"arm {arm.name}: expected {expected} callgrind dumps, got {len(counts)}")
@@ -148,7 +155,13 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
     for i, mode in enumerate(MODES):
         app, deferred = counts[2 * i] / calls, counts[2 * i + 1] / calls
         modes[mode] = {"app": app, "deferred": deferred, "total": app + deferred}
-    return {"kind": arm.kind, "pythonpath": arm.pythonpath, "seconds": time.perf_counter() - started, "modes": modes}
+    return {
+        "kind": arm.kind,
+        "pythonpath": arm.pythonpath,
+        "seconds": time.perf_counter() - started,
+        "verified": verified,
+        "modes": modes,
+    }
 
 
 def _dumps(directory: str) -> list[str]:
@@ -194,14 +207,20 @@ def summarize(arms: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return added, ratios
 
 
+def _k(value: float) -> str:
+    return f"{value / 1000:,.1f}k"
+
+
 def render(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title=f"instructions per OpenAI call (callgrind, {result['config']['calls']} calls per arm and mode)")
-    for column in ("mode", "arm", "app", "deferred", "total", "added (app)", "added (total)"):
-        table.add_column(column, justify="left" if column in ("mode", "arm") else "right")
+    console = Console(width=max(120, Console().width))
+    table = Table(
+        title=f"instructions per OpenAI call (callgrind; {result['config']['calls']} calls per arm and mode; k = 1,000)"
+    )
+    for column in ("mode", "arm", "app", "deferred", "total", "added: app", "added: total"):
+        table.add_column(column, justify="left" if column in ("mode", "arm") else "right", no_wrap=True)
     for mode in MODES:
         for name, arm in result["arms"].items():
             figures = arm["modes"][mode]
@@ -209,17 +228,17 @@ def render(result: dict[str, Any]) -> None:
             table.add_row(
                 mode,
                 name,
-                f"{figures['app']:,.0f}",
-                f"{figures['deferred']:,.0f}",
-                f"{figures['total']:,.0f}",
-                f"{added['app']:,.0f}" if added else "-",
-                f"{added['total']:,.0f}" if added else "-",
+                _k(figures["app"]),
+                _k(figures["deferred"]),
+                _k(figures["total"]),
+                _k(added["app"]) if added else "-",
+                _k(added["total"]) if added else "-",
             )
         table.add_section()
     console.print(table)
     ratios = Table(title="instructions added / openai-v2's (all on its calling thread); floor <= 1, goal <= 0.5")
     for column in ("arm", "mode", "calling thread", "whole process"):
-        ratios.add_column(column)
+        ratios.add_column(column, no_wrap=True)
     for name, modes in result["ratios"].items():
         for mode, values in modes.items():
             ratios.add_row(name, mode, overhead._fmt(values["app"]), overhead._fmt(values["total"]))
