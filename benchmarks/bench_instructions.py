@@ -11,8 +11,9 @@ Same arms, pipelines, fake transport and calls as ``bench_overhead.py`` (its ``P
 
 * ``app``: instructions per call on the calling thread: the SDK call, the instrumentor, span start and
   end, every span processor's ``on_start``/``on_end`` (openai-v2 records its metrics here too);
-* ``deferred``: instructions per call that llmmeter's span processor moves off the calling thread (its
-  histogram records, replayed by a background thread; here replayed inline and counted on their own);
+* ``deferred``: instructions per call that llmmeter's span processor moves off the calling thread
+  (counting the span: sums, label sets, histogram records; see ``llmmeter.deferred``), here run inline
+  after the calls and counted on their own;
 * ``total``: both. ``app`` is what a call's latency pays; ``total`` is what the process's CPU pays.
 
 Only the measured loop is counted (``--toggle-collect`` on ``functools.reduce``, which runs it), so
@@ -63,14 +64,6 @@ VERIFIED_PREFIX = "llmmeter-bench-verified: "
 # --------------------------------------------------------------------------------------------
 def worker_main(kind: str, calls: int, warmup: int) -> int:
     os.environ.setdefault("LLMMETER_SUMMARY", "off")
-    if kind.startswith("llmmeter"):
-        # The replay thread must not replay during a counted loop (its instructions would be on another
-        # thread, uncounted): park it; the 'deferred' loop replays the queue inline instead.
-        import llmmeter.processor as processor_module
-
-        processor_module.FLUSH_INTERVAL_S = 1e9
-        processor_module.WAKE_AT = 10**9
-        processor_module.MAX_QUEUED_RECORDS = 10**9
     pipeline = overhead.Pipeline(kind)
     drain = _drainer(pipeline)
     if kind.startswith("llmmeter"):
@@ -97,12 +90,24 @@ def worker_main(kind: str, calls: int, warmup: int) -> int:
 
 
 def _drainer(pipeline: Any) -> Any:
+    """The processor's deferred work, run inline. Its background thread must not run during a counted loop
+    (its instructions would be on another thread, uncounted), so the queue is made large enough to hold
+    every counted call and the thread is never woken; the 'deferred' loop does the work instead."""
     from llmmeter.processor import find_processor
 
     processor = find_processor(pipeline.tracer_provider)
     if processor is None:
         return lambda: None
-    return processor._deferred.drain
+    deferred = processor._deferred
+    if hasattr(deferred, "wake_at"):  # llmmeter.deferred.DeferredQueue
+        deferred.wake_at = deferred.max_queued = 10**9
+    else:  # a --variant copy from before it: histogram records replayed by a thread, set by module constants
+        import llmmeter.processor as processor_module
+
+        for name in ("FLUSH_INTERVAL_S", "WAKE_AT", "MAX_QUEUED_RECORDS"):
+            if hasattr(processor_module, name):
+                setattr(processor_module, name, 10**9)
+    return deferred.drain
 
 
 # --------------------------------------------------------------------------------------------

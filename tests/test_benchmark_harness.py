@@ -130,6 +130,7 @@ def test_processor_throughput_reported_for_each_llmmeter(result: dict[str, Any])
         assert set(figures) == kinds
         for kind, info in figures.items():
             assert info["spans_per_s"] > 0 and info["us_per_span"] > 0 and info["spans_per_s_wall"] > 0
+            assert 0 < info["on_end_us_per_span"]
             # The GenAI spans were really counted; the HTTP span was really ignored.
             assert (info["requests_counted"] > 0) == (kind != "non_genai_span"), kind
 

@@ -7,6 +7,7 @@ tracer whose scope starts with "llmmeter", other instrumentors' from their own s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,6 +256,7 @@ def test_memory_stays_bounded_under_many_distinct_values(make_telemetry: Any) ->
         )
         span.end()
     processor = tel.processor
+    processor.force_flush()  # count the queued spans now
     assert all(len(values) <= 5 for values in processor._seen.values())
     assert len(processor._cache) <= 4096 + 8
     assert len(processor.tally) <= 50
@@ -419,6 +421,7 @@ def test_series_cap_folds_attribution_and_counts_overflow(make_telemetry: Any) -
             chat_span(tel, end=priced(2, 1, 0.01))
     # Two token series per tenant (input, output): t0 and t1 fill llmmeter.tokens; from t2 on a call folds,
     # in every counter alike, so one call's tokens, cost and request keep the same labels.
+    tel.processor.force_flush()  # count the queued spans now
     assert len(tel.processor._tokens) == 6  # t0, t1 and __overflow__, input and output each
     for metric in (names.METRIC_REQUESTS, names.METRIC_TOKENS, names.METRIC_COST):
         tenants = {p.attributes["tenant"] for p in tel.metric_points(metric)}
@@ -443,6 +446,7 @@ def test_series_stay_bounded_when_even_folded_labels_keep_growing(
     for i in range(40):
         chat_span(tel, model=f"model-{i}", end=priced(1, 1, 0.0))
     processor = tel.processor
+    processor.force_flush()  # count the queued spans now
     # cap + headroom, plus the fully folded series (input and output tokens of one provider/model pair).
     assert len(processor._requests) <= 3 + 2 + 1 and len(processor._tokens) <= 3 + 2 + 2
     assert tel.metric_total(names.METRIC_REQUESTS) == 40
@@ -462,7 +466,7 @@ def test_histograms_replayed_before_collection_see_every_ended_span(telemetry: T
     assert duration.count == n
     (ttfc,) = telemetry.metric_points(names.METRIC_TIME_TO_FIRST_CHUNK)
     assert ttfc.count == n
-    assert len(telemetry.processor._deferred._queue) == 0
+    assert len(telemetry.processor._deferred) == 0
 
 
 def test_collections_racing_span_ends_from_threads_lose_nothing(make_telemetry: Any) -> None:
@@ -494,35 +498,59 @@ def test_collections_racing_span_ends_from_threads_lose_nothing(make_telemetry: 
     assert duration.count == 2000
 
 
-def test_full_queue_records_inline_instead_of_dropping(make_telemetry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmmeter import processor as processor_module
-
-    monkeypatch.setattr(processor_module, "MAX_QUEUED_RECORDS", 4)
+def test_full_queue_counts_inline_instead_of_dropping(make_telemetry: Any) -> None:
     tel = make_telemetry(Settings(label_keys=()))
+    tel.processor._deferred.max_queued = 4
     for _ in range(50):
         chat_span(tel, end=priced(1, 1, 0.0))
-        # A span's records (3 here: two token counts and a duration) are queued together, so the queue
-        # holds at most the limit plus one span's records.
-        assert len(tel.processor._deferred._queue) <= (4 + 3) * processor_module._SLOTS
+        assert len(tel.processor._deferred) <= 4
+    assert len(tel.processor._deferred) == 4  # the app's thread counted the rest as they ended
     (duration,) = tel.metric_points(names.METRIC_OPERATION_DURATION)
     assert duration.count == 50
+    assert tel.metric_total(names.METRIC_REQUESTS) == 50
+
+
+def test_spans_wait_for_a_collection_off_the_calls_path(make_telemetry: Any) -> None:
+    """on_end only queues: nothing is counted (no SDK measurement, no sums) until a reader collects."""
+    tel = make_telemetry(Settings(label_keys=()))
+    for _ in range(3):
+        chat_span(tel, end=priced(2, 1, 0.0))
+    assert len(tel.processor._deferred) == 3
+    assert tel.processor._tokens == {}  # the sums behind the counters: untouched so far
+    assert tel.metric_total(names.METRIC_REQUESTS) == 3  # the collection counted the queue first
+    assert len(tel.processor._deferred) == 0
+
+
+def test_a_backlog_is_counted_by_the_background_thread(make_telemetry: Any) -> None:
+    tel = make_telemetry(Settings(label_keys=()))
+    tel.processor._deferred.wake_at = 10
+    for _ in range(40):
+        chat_span(tel, end=priced(2, 1, 0.0))
+    thread = tel.processor._deferred._thread
+    assert thread is not None and thread.name == "llmmeter-metrics"
+    deadline = time.monotonic() + 10
+    while len(tel.processor._deferred) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(tel.processor._deferred) == 0  # drained without any collection
+    assert sum(slot[0] for slot in tel.processor._requests.values()) == 40
+    assert tel.metric_total(names.METRIC_REQUESTS) == 40
 
 
 def test_force_flush_and_shutdown_replay_the_queue(make_telemetry: Any) -> None:
     tel = make_telemetry(Settings(label_keys=()))
     chat_span(tel, end=priced(4, 4, 0.0))
     assert tel.tracer_provider.force_flush()
-    assert len(tel.processor._deferred._queue) == 0
+    assert len(tel.processor._deferred) == 0
     chat_span(tel, end=priced(4, 4, 0.0))
     tel.tracer_provider.shutdown()
-    assert len(tel.processor._deferred._queue) == 0
+    assert len(tel.processor._deferred) == 0
     thread = tel.processor._deferred._thread
     assert thread is None or not thread.is_alive()
     (duration,) = tel.metric_points(names.METRIC_OPERATION_DURATION)
     assert duration.count == 2
     # After shutdown a late span is recorded inline, not queued for a thread that is gone.
     tel.processor.on_end(chat_span(tel, end=priced(4, 4, 0.0)))
-    assert len(tel.processor._deferred._queue) == 0
+    assert len(tel.processor._deferred) == 0
 
 
 def test_histogram_exemplars_point_at_the_llm_span(telemetry: Telemetry) -> None:

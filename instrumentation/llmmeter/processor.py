@@ -13,20 +13,20 @@ one set of label rules. The processor therefore has to cope with three things it
   one request. Both are kept as spans, but only one is counted: the llmmeter-made span if there is one,
   else the innermost.
 
-It runs on the app's thread for every span end, so the non-GenAI path is one dict lookup and the GenAI
-path avoids building what it can cache. A synchronous OTel SDK measurement costs ~10 µs and a call makes
-7-8 of them, more than the rest of llmmeter together, so the processor makes none on the app's thread:
+On the app's thread it does as little as it can: ``on_start`` copies attribution, ``on_end`` checks that
+the span is a GenAI inference span (one dict lookup for any other span), settles nested spans, and queues
+the span. Reading its attributes, the counters' sums and the histogram records (three or four synchronous
+OTel SDK measurements, tens of microseconds each) happen later, off the call's path
+(:mod:`llmmeter.deferred`): at the latest when a metric reader collects, since every collection drains
+the queue *before* the SDK reads its instruments, so a reader sees every span that ended before it began.
 
 * counters (``llmmeter.tokens``, ``llmmeter.cost``, ``llmmeter.requests``) are cumulative sums kept here,
   per label set, and reported by ObservableCounter callbacks when a reader collects. They are still
   monotonic cumulative sums, so Prometheus shows ``llmmeter_tokens_total`` and ``rate()`` works. At most
   ``MAX_SERIES_PER_METRIC`` label sets per counter are kept; a call that would add one more has its
   attribution labels folded into ``__overflow__`` (counted by ``llmmeter.attribution.overflow``);
-* histogram records (token usage, duration, time to first chunk) are queued, and every metric collection
-  replays what is queued *before* the SDK reads its histograms (on the reader's thread), so a reader sees
-  every span that ended before it collected. A backlog of ``WAKE_AT`` records is replayed by a daemon
-  thread in between. Nothing is dropped: with ``MAX_QUEUED_RECORDS`` waiting, the app's thread records
-  inline instead.
+* histograms (token usage, duration, time to first chunk) are recorded through the SDK with the span as
+  the exemplar's context, so an exemplar points at the LLM call's trace.
 
 It never raises.
 """
@@ -34,11 +34,8 @@ It never raises.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
-import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -46,11 +43,12 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, StatusCode, TraceFlags
 
 from llmmeter import attribution, names
 from llmmeter.config import Settings
 from llmmeter.config import settings as global_settings
+from llmmeter.deferred import DeferredQueue
 from llmmeter.summary import Tally
 from llmmeter.usage import Usage, as_count
 
@@ -68,15 +66,6 @@ MAX_CACHED_LABEL_SETS = 4096
 # SDK's own per-instrument cardinality limit (2000 by default) still applies on export.
 MAX_SERIES_PER_METRIC = 10_000
 OVERFLOW_HEADROOM = 1_000
-# Histogram records wait in a queue until a metric collection replays them (the reader's own thread, just
-# before it reads the histograms). Past WAKE_AT queued a replay thread (started then) records them in the
-# background; past MAX_QUEUED_RECORDS the app's thread records inline (backpressure, never a drop).
-WAKE_AT = 4096
-MAX_QUEUED_RECORDS = 65_536
-REPLAY_POLL_S = 5.0  # the replay thread also checks for a backlog this often once started
-REPLAY_CHUNK = 32  # records the replay thread records per GIL hold (~0.3 ms)
-_SLOTS = 6  # instrument index, value, labels, trace id, span id, trace flags
-
 _INFERENCE = names.INFERENCE_OPERATIONS
 _TRUE = "true"
 _FALSE = "false"
@@ -105,140 +94,6 @@ def _observable_counter(
 
 def _label_value(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-class _DeferredRecords:
-    """Histogram records taken off the app's thread: queued by on_end, replayed by the next metric
-    collection, or by a daemon thread once WAKE_AT are waiting.
-
-    ``drain()`` replays everything queued so far under a lock, so a drain that finds the queue empty has
-    also waited for any record the daemon thread had already taken: a metric collection that drains
-    first sees every record queued before it began. A record is _SLOTS values laid flat in the deque (no
-    tuple per record: the deque's blocks are not GC-tracked, so a long queue adds nothing for the GC to scan).
-    The thread holds the owner weakly and starts on first use; a fork gets a fresh lock and its own thread.
-    """
-
-    def __init__(self, instruments: tuple[metrics.Histogram, ...]) -> None:
-        self._instruments = instruments
-        self._queue: deque[Any] = deque()  # _SLOTS values per record, flat
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._inline = False  # after close(), or when no thread could be started
-        _LIVE_DEFERRED.add(self)
-
-    def add(self, records: tuple[Any, ...]) -> None:
-        """Queue one span's records: _SLOTS values per record, laid flat in one tuple."""
-        queue = self._queue
-        queued = len(queue)
-        if self._inline or queued >= MAX_QUEUED_RECORDS * _SLOTS:
-            last: list[Any] = [None, None]
-            for i in range(0, len(records), _SLOTS):
-                self._record(*records[i : i + _SLOTS], last)
-            return
-        # One extend() from a tuple is one C call that runs no Python code, so a span's records stay together
-        # whatever other threads append (in free-threaded builds deque methods lock the deque).
-        queue.extend(records)
-        if queued >= WAKE_AT * _SLOTS:
-            if self._thread is None:
-                self._start()
-            if not self._wake.is_set():
-                self._wake.set()
-
-    def drain(self, chunk: int = 0) -> bool:
-        """Replay queued records now, on the caller's thread: all of them, or at most ``chunk`` (the replay
-        thread, which yields the GIL between chunks so the app's threads never wait for a whole backlog).
-        True when the queue was emptied. Never raises."""
-        pop = self._queue.popleft
-        last: list[Any] = [None, None]  # (trace_id, span_id) and its context: one span's records are adjacent
-        done = 0
-        with self._lock:
-            while not chunk or done < chunk:
-                try:
-                    index = pop()
-                except IndexError:
-                    return True
-                self._record(index, pop(), pop(), pop(), pop(), pop(), last)
-                done += 1
-        return False
-
-    def _record(
-        self, index: int, value: float, labels: dict[str, str], trace_id: int, span_id: int, flags: int, last: list[Any]
-    ) -> None:
-        context = None
-        if flags & TraceFlags.SAMPLED:  # the span itself, so exemplars point at the LLM call's span
-            if last[0] == (trace_id, span_id):
-                context = last[1]
-            else:
-                span_context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags))
-                context = trace.set_span_in_context(NonRecordingSpan(span_context))
-                last[0], last[1] = (trace_id, span_id), context
-        try:
-            self._instruments[index].record(value, labels, context=context)
-        except Exception:
-            _log.debug("llmmeter: could not record a histogram point", exc_info=True)
-
-    def _start(self) -> None:
-        with _START_LOCK:
-            if self._thread is not None or self._inline:
-                return
-            thread = threading.Thread(target=_replay_loop, args=(weakref.ref(self),), name="llmmeter-metrics")
-            thread.daemon = True
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down, or no threads left: record inline from now on
-                self._inline = True
-                return
-            self._thread = thread
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Record inline from now on, replay what is queued, stop the thread."""
-        self._inline = True
-        self._wake.set()
-        self.drain()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
-
-    def _after_fork_in_child(self) -> None:
-        # Only the forking thread survives a fork: the replay thread is gone and the lock may be held.
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread = None
-
-
-def _replay_loop(ref: weakref.ReferenceType[_DeferredRecords]) -> None:
-    while True:
-        owner = ref()
-        if owner is None:
-            return
-        wake = owner._wake
-        del owner  # do not keep the processor alive while waiting
-        wake.wait(REPLAY_POLL_S)
-        owner = ref()
-        if owner is None:
-            return
-        wake.clear()
-        while not owner.drain(REPLAY_CHUNK):
-            time.sleep(0)  # let the app's threads run between chunks
-        if owner._inline:
-            return
-        del owner
-
-
-_START_LOCK = threading.Lock()
-_LIVE_DEFERRED: weakref.WeakSet[_DeferredRecords] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    global _START_LOCK
-    _START_LOCK = threading.Lock()
-    for deferred in list(_LIVE_DEFERRED):
-        deferred._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Group:
@@ -281,8 +136,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._ttfc = _histogram(
             meter, names.METRIC_TIME_TO_FIRST_CHUNK, names.DURATION_BUCKETS, "Time to the first chunk of a stream."
         )
-        # Replayed off the app's thread; the index in this tuple is what a queued record carries.
-        self._deferred = _DeferredRecords((self._token_usage, self._duration, self._ttfc))
+        # Finished inference spans waiting to be counted, off the app's thread (see llmmeter.deferred).
+        self._deferred = DeferredQueue(self._count_span, name="llmmeter-metrics")
 
         # Cumulative sums per series key (base, kind, estimated, priced) -> [sum, labels], read by the
         # ObservableCounter callbacks. One lock for all three: one acquisition per call.
@@ -324,7 +179,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._groups: OrderedDict[int, _Group] = OrderedDict()  # root span id -> group
         self._group_of: dict[int, _Group] = {}  # member span id -> group
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
-        self.tally = Tally()
+        self._tally = Tally(before_read=self._deferred.drain)
 
     # --- span start --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -385,9 +240,18 @@ class LLMMeterSpanProcessor(SpanProcessor):
                 if done is not False:
                     self._count_group(done)
                     return
-            self._record(span, _plain_attributes(span, attrs))
+            self._deferred.add(span)
         except Exception:
             _log.debug("llmmeter: on_end failed", exc_info=True)
+
+    @property
+    def tally(self) -> Tally:
+        """Calls, tokens and cost per (model, feature) for the exit summary (reads count queued spans first)."""
+        return self._tally
+
+    def _count_span(self, span: ReadableSpan) -> None:
+        """Count one finished inference span (deferred work: see llmmeter.deferred)."""
+        self._record(span, _plain_attributes(span, span.attributes or {}))
 
     def _end_member(self, span: ReadableSpan) -> _Group | bool | None:
         """False: not part of a group. None: deferred. A group: all its spans ended, count it now."""
@@ -408,7 +272,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
     def _count_group(self, group: _Group) -> None:
         chosen = _preferred(group.ended, group.members)
         if chosen is not None:
-            self._record(chosen, _plain_attributes(chosen, chosen.attributes or {}))
+            self._deferred.add(chosen)
 
     # --- recording ---------------------------------------------------------------------------
     def _record(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> None:
@@ -461,31 +325,27 @@ class LLMMeterSpanProcessor(SpanProcessor):
         adds.append((self._requests, status, _TRUE if priced else _FALSE, 1))
         self._add_sums(base, est, adds)
 
-        # Histograms: queued for replay (see _DeferredRecords); a record's first slot indexes its instrument.
+        # Histograms, with the span itself as the exemplars' context (so an exemplar points at the LLM call).
         error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
         input_labels, output_labels, semconv = self._semconv_labels((provider, operation, request_model,
                                                                      response_model, error_type))
         context = span.context
-        if context is not None:
-            ids = (context.trace_id, context.span_id, int(context.trace_flags))
-        else:
-            ids = (0, 0, 0)
-        records: tuple[Any, ...] = ()
+        exemplar = None
+        if context is not None and context.trace_flags & TraceFlags.SAMPLED:
+            exemplar = trace.set_span_in_context(NonRecordingSpan(context))
         if input_tokens is not None:
-            records += (0, input_tokens, input_labels, *ids)
+            self._token_usage.record(input_tokens, input_labels, context=exemplar)
         if output_tokens is not None:
-            records += (0, output_tokens, output_labels, *ids)
+            self._token_usage.record(output_tokens, output_labels, context=exemplar)
         start, end = span.start_time, span.end_time
         if start is not None and end is not None and not blocked:
-            records += (1, max(0.0, (end - start) / 1e9), semconv, *ids)
+            self._duration.record(max(0.0, (end - start) / 1e9), semconv, context=exemplar)
         ttfc = get(names.TIME_TO_FIRST_CHUNK)
         if ttfc is not None and (ttfc.__class__ is float or ttfc.__class__ is int) and ttfc >= 0:
-            records += (2, float(ttfc), semconv, *ids)
-        if records:
-            self._deferred.add(records)
+            self._ttfc.record(float(ttfc), semconv, context=exemplar)
 
         if not blocked:
-            self.tally.record(
+            self._tally.record(
                 response_model or request_model,
                 _label_value(get(self._feature_attr)),
                 input=input_tokens or 0,
@@ -630,15 +490,15 @@ class LLMMeterSpanProcessor(SpanProcessor):
     def _observer(
         self, series: dict[tuple[Any, ...], list[Any]]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        """The ObservableCounter callback of one counter: its cumulative sums, after replaying histograms.
+        """The ObservableCounter callback of one counter: its cumulative sums, after counting queued spans.
 
         The SDK runs every observable callback *before* it reads any instrument's storage:
         ``SynchronousMeasurementConsumer.collect`` (opentelemetry-sdk 1.45,
         ``opentelemetry/sdk/metrics/_internal/measurement_consumer.py``) calls ``async_instrument.callback``
         for each registered observable instrument, then ``self._reader_storages[metric_reader].collect()``.
-        So draining the histogram queue here puts every span that ended before the collection into it,
-        for every reader (a replayed record goes to all readers' storages). The SDK's collection lock is
-        held meanwhile; record() does not take it, so this cannot deadlock.
+        So counting the queued spans here puts every span that ended before the collection into it, for
+        every reader (a histogram record goes to all readers' storages). The SDK's collection lock is held
+        meanwhile; record() does not take it, so this cannot deadlock.
         """
 
         def observe(options: CallbackOptions) -> list[Observation]:

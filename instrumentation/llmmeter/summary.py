@@ -13,7 +13,7 @@ import atexit
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,10 +57,12 @@ class Row:
 class Tally:
     """Per (model, feature) totals of the calls seen in this process; bounded, thread-safe."""
 
-    def __init__(self, max_rows: int = MAX_ROWS) -> None:
+    def __init__(self, max_rows: int = MAX_ROWS, before_read: Callable[[], object] | None = None) -> None:
         self._max_rows = max(2, max_rows) - 1  # the last row is "other"
         self._rows: dict[tuple[str, str], Row] = {}
         self._lock = threading.Lock()
+        # Called before every read: the span processor counts the spans it has queued (llmmeter.deferred).
+        self._before_read = before_read
 
     def record(
         self,
@@ -97,11 +99,20 @@ class Tally:
 
     def rows(self) -> dict[tuple[str, str], Row]:
         """A snapshot copy of the rows."""
+        self._flush()
         with self._lock:
             return {k: Row(**{f: getattr(v, f) for f in Row.__slots__}) for k, v in self._rows.items()}
 
     def __len__(self) -> int:
+        self._flush()
         return len(self._rows)
+
+    def _flush(self) -> None:
+        if self._before_read is not None:
+            try:
+                self._before_read()
+            except Exception:  # the summary must print whatever happened upstream
+                pass
 
 
 def _cost_cell(row: Row) -> str:

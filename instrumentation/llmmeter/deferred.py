@@ -1,0 +1,155 @@
+"""A bounded queue that takes work off the app's thread: what ``LLMMeterSpanProcessor.on_end`` defers.
+
+Turning a finished span into metrics costs far more than the span's own bookkeeping: reading a dozen
+attributes, label sets, the counters' sums, and three or four OTel SDK histogram records (tens of
+microseconds each, most of it the SDK's attribute checks). None of that needs to happen while the app
+waits for its LLM call, only before a metric reader looks. So ``on_end`` appends the span here (one
+deque append), and the work runs:
+
+* when a metric collection starts: the processor's ObservableCounter callbacks drain the queue first,
+  on the reader's thread, so a reader sees every span that ended before it collected;
+* on a daemon thread, once ``wake_at`` items are waiting (started then, never for a quiet app), in
+  chunks that release the GIL in between so the app's threads are not held up by a backlog;
+* on the app's thread, inline, when ``max_queued`` items are already waiting (backpressure: nothing is
+  dropped, and memory stays bounded whatever the call rate);
+* at ``close()`` (span processor shutdown and force_flush drain too).
+
+``drain()`` works under a lock, so a drain that finds the queue empty has also waited for any item the
+thread had already taken. The thread holds the queue weakly; after a fork the child gets a fresh lock
+and starts its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+WAKE_AT = 1024  # items queued before the background thread is woken (started on first need)
+MAX_QUEUED = 8192  # items queued at most; beyond it the app's thread does the work inline
+CHUNK = 8  # items the background thread processes per GIL hold
+POLL_S = 5.0  # how often a started thread looks for work it was not woken for (and for its owner's end)
+
+
+class DeferredQueue:
+    """Items waiting for ``process``; see the module docstring for when they are processed."""
+
+    def __init__(
+        self, process: Callable[[Any], None], *, name: str, wake_at: int = WAKE_AT, max_queued: int = MAX_QUEUED
+    ) -> None:
+        self._process = process
+        self._name = name
+        self.wake_at = wake_at
+        self.max_queued = max_queued
+        self._queue: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inline = False  # after close(), or when no thread could be started
+        _LIVE.add(self)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, item: Any) -> None:
+        """Queue ``item`` (or process it now, when the queue is full or closed). Never raises."""
+        queue = self._queue
+        queued = len(queue)
+        if self._inline or queued >= self.max_queued:
+            self._run(item)
+            return
+        queue.append(item)
+        if queued >= self.wake_at:
+            if self._thread is None:
+                self._start()
+            if not self._wake.is_set():
+                self._wake.set()
+
+    def drain(self, chunk: int = 0) -> bool:
+        """Process queued items now, on the caller's thread: all of them, or at most ``chunk``. True when the
+        queue was emptied. Never raises."""
+        pop = self._queue.popleft
+        done = 0
+        with self._lock:
+            while not chunk or done < chunk:
+                try:
+                    item = pop()
+                except IndexError:
+                    return True
+                self._run(item)
+                done += 1
+        return False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Process inline from now on, drain what is queued, stop the thread."""
+        self._inline = True
+        self._wake.set()
+        self.drain()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _run(self, item: Any) -> None:
+        try:
+            self._process(item)
+        except Exception:
+            _log.debug("llmmeter: deferred work failed", exc_info=True)
+
+    def _start(self) -> None:
+        with _START_LOCK:
+            if self._thread is not None or self._inline:
+                return
+            thread = threading.Thread(target=_loop, args=(weakref.ref(self),), name=self._name, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down, or no threads left: work inline from now on
+                self._inline = True
+                return
+            self._thread = thread
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives a fork: the background thread is gone and the lock may be held.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+
+def _loop(ref: weakref.ReferenceType[DeferredQueue]) -> None:
+    while True:
+        owner = ref()
+        if owner is None:
+            return
+        wake = owner._wake
+        del owner  # do not keep the queue (and its processor) alive while waiting
+        wake.wait(POLL_S)
+        owner = ref()
+        if owner is None:
+            return
+        wake.clear()
+        while not owner.drain(CHUNK):
+            time.sleep(0)  # let the app's threads run between chunks
+        if owner._inline:
+            return
+        del owner
+
+
+_START_LOCK = threading.Lock()
+_LIVE: weakref.WeakSet[DeferredQueue] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    global _START_LOCK
+    _START_LOCK = threading.Lock()
+    for queue in list(_LIVE):
+        queue._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
