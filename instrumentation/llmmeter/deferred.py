@@ -32,8 +32,9 @@ from typing import Any
 
 _log = logging.getLogger(__name__)
 
-WAKE_AT = 1024  # items queued before the background thread is woken (started on first need)
-MAX_QUEUED = 8192  # items queued at most; beyond it the app's thread does the work inline
+WAKE_AT = 512  # items queued before the background thread is woken (started on first need)
+# Items queued at most (the SDK's BatchSpanProcessor queues as many spans); beyond it the app's thread works inline.
+MAX_QUEUED = 2048
 CHUNK = 8  # items the background thread processes per GIL hold
 POLL_S = 5.0  # how often a started thread looks for work it was not woken for (and for its owner's end)
 
