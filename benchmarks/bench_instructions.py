@@ -17,7 +17,9 @@ Same arms, pipelines, fake transport and calls as ``bench_overhead.py`` (its ``P
 * ``total``: both. ``app`` is what a call's latency pays; ``total`` is what the process's CPU pays.
 
 Only the measured loop is counted (``--toggle-collect`` on ``functools.reduce``, which runs it), so
-start-up, imports and warm-up are not. The BatchSpanProcessor's export thread is not counted in any
+start-up, imports and warm-up are not; they even run without valgrind's instrumentation
+(``--instr-atstart=no``, turned on by ``callgrind_control`` when the worker is ready), which keeps an arm
+to a few seconds of start-up instead of a minute. The BatchSpanProcessor's export thread is not counted in any
 arm: it is the OTel SDK's, the same for every instrumented arm. Instruction counts are not time (a
 cache miss costs more than an add), so both benchmarks are reported; neither replaces the other.
 
@@ -57,6 +59,7 @@ PARTS: tuple[str, ...] = ("app", "deferred")
 # What the worker's loops are run by: callgrind counts only inside this C function (see the docstring).
 COUNTED_FUNCTION = "functools_reduce"
 VERIFIED_PREFIX = "llmmeter-bench-verified: "
+READY = "llmmeter-bench-ready"
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,8 +77,12 @@ def worker_main(kind: str, calls: int, warmup: int) -> int:
     for mode in MODES:
         for _ in range(warmup):
             overhead.call_once(client, mode)
-        pipeline.tracer_provider.force_flush()
-        drain()
+    pipeline.tracer_provider.force_flush()
+    drain()
+    # Start-up ran without valgrind's instrumentation (fast); the parent turns it on now.
+    print(READY, flush=True)
+    sys.stdin.readline()
+    for mode in MODES:
 
         def call(_acc: Any, _i: int, mode: str = mode) -> None:
             overhead.call_once(client, mode)
@@ -130,6 +137,9 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
         command = [
             "valgrind",
             "--tool=callgrind",
+            # Imports and warm-up run uninstrumented (about ten times faster); the worker says when it is
+            # ready and callgrind_control turns instrumentation on before the counted loops.
+            "--instr-atstart=no",
             f"--callgrind-out-file={tmp}/out.%p",
             "--collect-atstart=no",
             f"--toggle-collect={COUNTED_FUNCTION}",
@@ -144,7 +154,26 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
             str(warmup),
         ]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        with subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if line.strip() == READY:
+                    control = subprocess.run(
+                        ["callgrind_control", "--instr=on", str(proc.pid)], capture_output=True, text=True, check=False
+                    )
+                    if control.returncode != 0 or "OK" not in control.stdout:
+                        proc.kill()
+                        why = control.stdout + control.stderr
+                        raise RuntimeError(f"arm {arm.name}: callgrind_control failed: {why}")
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                    break
+            rest, err = proc.communicate()
+        done = subprocess.CompletedProcess(command, proc.returncode, "".join(lines) + rest, err)
         if done.returncode != 0:
             tail = "\n".join(done.stderr.splitlines()[-15:])
             raise RuntimeError(f"arm {arm.name}: valgrind exited {done.returncode}:\n{tail}")
