@@ -60,10 +60,11 @@ PARTS: tuple[str, ...] = ("app", "deferred")
 COUNTED_FUNCTION = "functools_reduce"
 VERIFIED_PREFIX = "llmmeter-bench-verified: "
 READY = "llmmeter-bench-ready"
+PHASE_DONE = "llmmeter-bench-phase-done"
 
 
 # --------------------------------------------------------------------------------------------
-# Worker: runs under valgrind; one reduce() per counted part, one callgrind dump after each.
+# Worker: runs under valgrind. Per mode, two counted phases; the parent dumps the count after each.
 # --------------------------------------------------------------------------------------------
 def worker_main(kind: str, calls: int, warmup: int) -> int:
     os.environ.setdefault("LLMMETER_SUMMARY", "off")
@@ -80,20 +81,34 @@ def worker_main(kind: str, calls: int, warmup: int) -> int:
     pipeline.tracer_provider.force_flush()
     drain()
     # Start-up ran without valgrind's instrumentation (fast); the parent turns it on now.
-    print(READY, flush=True)
-    sys.stdin.readline()
+    _handshake(READY)
+
+    def counted(work: Any) -> None:  # only what runs inside functools.reduce is counted
+        functools.reduce(lambda _acc, _i: work(), range(1), None)
+
     for mode in MODES:
-
-        def call(_acc: Any, _i: int, mode: str = mode) -> None:
+        # 'app': each call counted, its deferred work done right after it, uncounted: the queue stays as
+        # short as the background thread keeps it in a busy app, so no phase inherits a backlog.
+        for _ in range(calls):
+            counted(lambda mode=mode: overhead.call_once(client, mode))
+            drain()
+        _handshake(PHASE_DONE)
+        # 'deferred': each call uncounted, then its deferred work counted.
+        for _ in range(calls):
             overhead.call_once(client, mode)
-
-        functools.reduce(call, range(calls), None)  # counted: 'app'
-        functools.reduce(lambda _acc, _i: drain(), range(1), None)  # counted: 'deferred'
+            counted(drain)
+        _handshake(PHASE_DONE)
         pipeline.tracer_provider.force_flush()
-    pipeline.calls = (warmup + calls) * len(MODES)
+    pipeline.calls = (warmup + 2 * calls) * len(MODES)
     # Proof the arm did what it claims (spans exported, metric points), for the parent to check.
     print(VERIFIED_PREFIX + json.dumps(pipeline.check()), flush=True)
     os._exit(0)  # no exit handlers: nothing after the counted loops matters
+
+
+def _handshake(message: str) -> None:
+    """Tell the parent where we are and wait until it has acted (instrumentation on, or a dump taken)."""
+    print(message, flush=True)
+    sys.stdin.readline()
 
 
 def _drainer(pipeline: Any) -> Any:
@@ -143,7 +158,6 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
             f"--callgrind-out-file={tmp}/out.%p",
             "--collect-atstart=no",
             f"--toggle-collect={COUNTED_FUNCTION}",
-            f"--dump-after={COUNTED_FUNCTION}",
             sys.executable,
             os.path.abspath(__file__),
             "--worker",
@@ -161,17 +175,16 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
             lines = []
             for line in proc.stdout:
                 lines.append(line)
-                if line.strip() == READY:
-                    control = subprocess.run(
-                        ["callgrind_control", "--instr=on", str(proc.pid)], capture_output=True, text=True, check=False
-                    )
-                    if control.returncode != 0 or "OK" not in control.stdout:
-                        proc.kill()
-                        why = control.stdout + control.stderr
-                        raise RuntimeError(f"arm {arm.name}: callgrind_control failed: {why}")
-                    proc.stdin.write("go\n")
-                    proc.stdin.flush()
-                    break
+                step = line.strip()
+                if step not in (READY, PHASE_DONE):
+                    continue
+                # Instrumentation on once the worker is ready; a dump (the phase's count) after each phase.
+                control = _callgrind_control(proc.pid, "--instr=on" if step == READY else "--dump")
+                if control is not None:
+                    proc.kill()
+                    raise RuntimeError(f"arm {arm.name}: callgrind_control failed: {control}")
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
             rest, err = proc.communicate()
         done = subprocess.CompletedProcess(command, proc.returncode, "".join(lines) + rest, err)
         if done.returncode != 0:
@@ -196,6 +209,12 @@ def run_arm(arm: overhead.Arm, calls: int, warmup: int) -> dict[str, Any]:
         "verified": verified,
         "modes": modes,
     }
+
+
+def _callgrind_control(pid: int, option: str) -> str | None:
+    """Run callgrind_control on the worker (it returns once callgrind has acted); None, or what went wrong."""
+    done = subprocess.run(["callgrind_control", option, str(pid)], capture_output=True, text=True, check=False)
+    return None if done.returncode == 0 and "OK" in done.stdout else done.stdout + done.stderr
 
 
 def _dumps(directory: str) -> list[str]:
