@@ -72,9 +72,10 @@ def test_instrumenting_adds_instructions_and_the_replay_is_counted_apart(result:
             assert arms[name]["modes"][mode]["app"] > bare["app"], (name, mode)
         # Only llmmeter's processor queues histogram records; replaying them costs SDK records (tens of
         # thousands of instructions each), while an arm with nothing queued replays nothing.
-        assert arms["llmmeter"]["modes"][mode]["deferred"] > 10_000 * 3
-        for name in ("bare", "openai_v2", "llmmeter_no_processor"):
-            assert arms[name]["modes"][mode]["deferred"] < 1_000, (name, mode)
+        # (The 'deferred' phase of every arm also counts its own loop's few instructions: bare shows them.)
+        assert arms["llmmeter"]["modes"][mode]["deferred"] > bare["deferred"] + 10_000 * 3
+        for name in ("openai_v2", "llmmeter_no_processor"):
+            assert abs(arms[name]["modes"][mode]["deferred"] - bare["deferred"]) < 500, (name, mode)
         # The span processor's own on_start/on_end run on the calling thread.
         assert arms["llmmeter"]["modes"][mode]["app"] > arms["llmmeter_no_processor"]["modes"][mode]["app"]
 
