@@ -347,12 +347,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         "ratios": ratios,
         "elapsed_s": time.perf_counter() - started,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, args.out)
+    overhead.write_result(result, args.out)
     if not args.no_table:
         render(result)
         print(f"results: {args.out}")

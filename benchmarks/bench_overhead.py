@@ -879,16 +879,21 @@ def main(argv: Iterable[str] | None = None) -> int:
         **measured,
         "elapsed_s": time.perf_counter() - started,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, args.out)
+    write_result(result, args.out)
     if not args.no_table:
         render(result)
         print(f"results: {args.out}")
     return 0
+
+
+def write_result(result: dict[str, Any], path: str) -> None:
+    """The JSON result, replaced atomically (a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -530,7 +530,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
     # --- lifecycle ---------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Count what is still waiting for a nested partner and replay queued records: nothing seen is lost."""
+        """Count what is still waiting for a nested partner and every queued span: nothing seen is lost."""
         try:
             with self._lock:
                 groups = list(self._groups.values())
@@ -543,7 +543,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
             _log.debug("llmmeter: shutdown failed", exc_info=True)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Replay the queued histogram records now, so they reach the SDK before an exporter flushes."""
+        """Count the queued spans now, so their metrics reach the SDK before an exporter flushes."""
         try:
             self._deferred.drain()
         except Exception:
