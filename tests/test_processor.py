@@ -558,3 +558,42 @@ def test_histogram_exemplars_point_at_the_llm_span(telemetry: Telemetry) -> None
     span = chat_span(telemetry, end=priced(9, 9, 0.0))
     (duration,) = telemetry.metric_points(names.METRIC_OPERATION_DURATION)
     assert [(e.trace_id, e.span_id) for e in duration.exemplars] == [(span.context.trace_id, span.context.span_id)]
+
+
+def test_an_unsampled_span_gets_no_exemplar_from_whatever_span_is_current_when_counted() -> None:
+    """Counting is deferred, so it may run while some unrelated span is current on that thread: a
+    record-only (unsampled) LLM span must not borrow it as its exemplar."""
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class RecordOnly(Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                          attributes: Any = None, *args: Any, **kwargs: Any) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_ONLY, attributes)
+
+        def get_description(self) -> str:
+            return "record-only"
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    processor = LLMMeterSpanProcessor(meter_provider=meter_provider, settings=Settings(label_keys=()))
+    unsampled = TracerProvider(sampler=RecordOnly())
+    unsampled.add_span_processor(processor)
+    unsampled.get_tracer(LLMMETER_SCOPE).start_span(
+        "chat gpt-4o", attributes={names.OPERATION: "chat", names.PROVIDER: "openai", **priced(3, 1, 0.0)}
+    ).end()
+    ambient = TracerProvider().get_tracer("app").start_span("request handler")  # sampled
+    with trace_api.use_span(ambient, end_on_exit=True):
+        processor.force_flush()  # counted now, on this thread, with the ambient span current
+    points = [
+        point
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == names.METRIC_OPERATION_DURATION
+        for point in metric.data.data_points
+    ]
+    assert [p.count for p in points] == [1]
+    assert points[0].exemplars == []

@@ -67,6 +67,9 @@ MAX_CACHED_LABEL_SETS = 4096
 MAX_SERIES_PER_METRIC = 10_000
 OVERFLOW_HEADROOM = 1_000
 _INFERENCE = names.INFERENCE_OPERATIONS
+# The exemplar context of a histogram record whose span was not sampled: a context that names no valid span
+# (an empty Context would not do: the SDK's record() treats a falsy context as "use the current one").
+_NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN, Context())
 _TRUE = "true"
 _FALSE = "false"
 _STATUS_OK = "ok"
@@ -329,8 +332,9 @@ class LLMMeterSpanProcessor(SpanProcessor):
         error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
         input_labels, output_labels, semconv = self._semconv_labels((provider, operation, request_model,
                                                                      response_model, error_type))
+        # An unsampled span gets an empty context: the thread counting it may have some other span current.
         context = span.context
-        exemplar = None
+        exemplar = _NO_SPAN
         if context is not None and context.trace_flags & TraceFlags.SAMPLED:
             exemplar = trace.set_span_in_context(NonRecordingSpan(context))
         if input_tokens is not None:
