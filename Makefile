@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench system-deps dashboards
+.PHONY: demo test lint bench bench-instructions system-deps dashboards
 
 $(VENV)/.installed-demo: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,9 @@ test: system-deps $(VENV)/.installed-test lint
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_overhead.py
+
+bench-instructions: system-deps $(VENV)/.installed-test
+	$(PY) benchmarks/bench_instructions.py --diagnose
 
 dashboards: $(VENV)/.installed-test
 	$(PY) dashboards/build.py
