@@ -31,12 +31,10 @@ Needs valgrind (Debian: ``apt-get install valgrind``). Run: ``python benchmarks/
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import glob
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -332,11 +330,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     measured = {arm.name: result for arm, result in zip(arms, results, strict=True)}
     added, ratios = summarize(measured)
     result = {
-        "schema": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **overhead.result_header(SCHEMA_VERSION),
         "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            **overhead.machine(),
             "valgrind": version,
             "versions": overhead._versions(),
         },

@@ -854,11 +854,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     versions = measured.pop("versions")
     result = {
-        "schema": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **result_header(SCHEMA_VERSION),
         "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            **machine(),
             "cpus": os.cpu_count(),
             # Load average at start and end: a busy machine inflates wall-clock figures (not cpu ones).
             "loadavg_start": load_start,
@@ -884,6 +882,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         render(result)
         print(f"results: {args.out}")
     return 0
+
+
+def result_header(schema: int) -> dict[str, Any]:
+    """The first keys of a benchmark's JSON result: its schema version and when it was made."""
+    return {"schema": schema, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def machine() -> dict[str, str]:
+    """What a result's figures were measured on."""
+    return {"python": platform.python_version(), "platform": platform.platform()}
 
 
 def write_result(result: dict[str, Any], path: str) -> None:

@@ -156,27 +156,64 @@ def test_the_fast_path_is_taken_for_the_sdks_own_chunks() -> None:
 
 
 rates = st.one_of(st.none(), st.floats(min_value=0, max_value=1e-3, allow_nan=False))
-
-
-@given(
-    rates=st.lists(rates, min_size=12, max_size=12),
-    usage=st.builds(
-        Usage,
-        input=st.integers(min_value=0, max_value=400_000),
-        output=st.integers(min_value=0, max_value=10_000),
-        cache_read=st.integers(min_value=0, max_value=300_000),
-        cache_creation=st.integers(min_value=0, max_value=300_000),
-        cache_creation_1h=st.integers(min_value=0, max_value=300_000),
-        reasoning=st.integers(min_value=0, max_value=10_000),
-    ),
+usages = st.builds(
+    Usage,
+    input=st.integers(min_value=0, max_value=400_000),
+    output=st.integers(min_value=0, max_value=10_000),
+    cache_read=st.integers(min_value=0, max_value=300_000),
+    cache_creation=st.integers(min_value=0, max_value=300_000),
+    cache_creation_1h=st.integers(min_value=0, max_value=300_000),
+    reasoning=st.integers(min_value=0, max_value=10_000),
 )
-def test_cached_rates_price_like_the_first_computation(rates: list[float | None], usage: Usage) -> None:
+
+
+def _reference_usd(entry: PriceEntry, usage: Usage) -> float:
+    """The formula as llmmeter.pricing.formula documents it, written out again with no memo."""
+
+    def first(*values: float | None) -> float:
+        return next((v for v in values if v is not None), 0.0)
+
+    total_in, out = usage.input or 0, usage.output or 0
+    cache_read = min(usage.cache_read, total_in)
+    cache_creation = min(usage.cache_creation, total_in - cache_read)
+    cache_1h = min(usage.cache_creation_1h, cache_creation)
+    reasoning = min(usage.reasoning, out)
+    if total_in > 200_000 and (entry.input_above_200k is not None or entry.output_above_200k is not None):
+        in_rate = first(entry.input_above_200k, entry.input)
+        out_rate = first(entry.output_above_200k, entry.output)
+        read_rate = first(entry.cache_read_above_200k, entry.cache_read, in_rate)
+        write_rate = first(entry.cache_creation_above_200k, entry.cache_creation, in_rate)
+        write_1h_rate = first(entry.cache_creation_1h_above_200k, entry.cache_creation_1h, write_rate)
+        reasoning_rate = first(entry.reasoning_above_200k, entry.reasoning, out_rate)
+    else:
+        in_rate, out_rate = first(entry.input), first(entry.output)
+        read_rate = first(entry.cache_read, in_rate)
+        write_rate = first(entry.cache_creation, in_rate)
+        write_1h_rate = first(entry.cache_creation_1h, write_rate)
+        reasoning_rate = first(entry.reasoning, out_rate)
+    return (
+        (total_in - cache_read - cache_creation) * in_rate
+        + cache_read * read_rate
+        + (cache_creation - cache_1h) * write_rate
+        + cache_1h * write_1h_rate
+        + (out - reasoning) * out_rate
+        + reasoning * reasoning_rate
+    )
+
+
+@given(rates=st.lists(rates, min_size=12, max_size=12), first_usage=usages, second_usage=usages)
+def test_memoized_rates_price_like_the_documented_formula(
+    rates: list[float | None], first_usage: Usage, second_usage: Usage
+) -> None:
+    """The entry's rates are resolved once and memoized on it: every later call (below or above the 200k tier,
+    in any order) must still price exactly as the formula says."""
     entry = PriceEntry("m", *rates)
-    first = compute(entry, usage)
-    again = compute(entry, usage)  # served from the per-entry rate cache
-    assert first == again
-    assert first[0] == pytest.approx(sum(first[1].values()))
-    assert first[0] >= 0
+    for usage in (first_usage, second_usage, first_usage):
+        usd, breakdown = compute(entry, usage)
+        assert usd == pytest.approx(_reference_usd(entry, usage), rel=1e-9, abs=1e-15)
+        assert usd == pytest.approx(sum(breakdown.values()))
+    assert entry.resolved_rates is not None  # memoized, and not part of the entry's identity
+    assert entry == PriceEntry("m", *rates) and hash(entry) == hash(PriceEntry("m", *rates))
 
 
 def test_price_target_cache_follows_a_table_change() -> None:

@@ -276,6 +276,8 @@ def test_describe() -> None:
     assert info["source"].startswith("https://")
     assert info["table_version"] == "2026-11-23"
     assert pricing.describe("no-such-model") == {}
+    local = pricing.describe("llama3.2", provider="ollama")
+    assert (local["price_key"], local["zero_priced_provider"]) == ("ollama/*", "ollama")
     assert pricing.describe("llama3", provider="ollama")["output_cost_per_token"] == 0.0
 
 

@@ -182,7 +182,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._groups: OrderedDict[int, _Group] = OrderedDict()  # root span id -> group
         self._group_of: dict[int, _Group] = {}  # member span id -> group
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
-        self._tally = Tally(before_read=self._deferred.drain)
+        # The exit summary's rows; reading them counts the queued spans first.
+        self.tally = Tally(before_read=self._deferred.drain)
 
     # --- span start --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -246,11 +247,6 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._deferred.add(span)
         except Exception:
             _log.debug("llmmeter: on_end failed", exc_info=True)
-
-    @property
-    def tally(self) -> Tally:
-        """Calls, tokens and cost per (model, feature) for the exit summary (reads count queued spans first)."""
-        return self._tally
 
     def _count_span(self, span: ReadableSpan) -> None:
         """Count one finished inference span (deferred work: see llmmeter.deferred)."""
@@ -332,7 +328,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
         error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
         input_labels, output_labels, semconv = self._semconv_labels((provider, operation, request_model,
                                                                      response_model, error_type))
-        # An unsampled span gets an empty context: the thread counting it may have some other span current.
+        # An unsampled span gets _NO_SPAN: the thread counting it may have some unrelated span current.
         context = span.context
         exemplar = _NO_SPAN
         if context is not None and context.trace_flags & TraceFlags.SAMPLED:
@@ -349,7 +345,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._ttfc.record(float(ttfc), semconv, context=exemplar)
 
         if not blocked:
-            self._tally.record(
+            self.tally.record(
                 response_model or request_model,
                 _label_value(get(self._feature_attr)),
                 input=input_tokens or 0,

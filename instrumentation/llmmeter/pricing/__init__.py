@@ -265,14 +265,13 @@ def describe(model: str, provider: str | None = None) -> dict[str, Any]:
     """
     table = get_price_table()
     base: dict[str, Any] = {"model": model, "provider": provider, "table_version": table.version}
-    if table.is_zero_priced(provider, model):
-        name = (provider or model.split("/", 1)[0]).lower()
-        return {**base, "price_key": name + ZERO_PRICE_KEY_SUFFIX, "zero_priced_provider": name,
-                "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
-    found = table.resolve(provider, model)
+    found = table.target(provider, model)
     if found is None:
         return {}
     key, entry = found
+    if entry is None:  # a zero-priced provider
+        return {**base, "price_key": key, "zero_priced_provider": key.removesuffix(ZERO_PRICE_KEY_SUFFIX),
+                "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
     alias = next((table.aliases[n] for n in candidates(model) if n in table.aliases), None)
     info = {**base, "price_key": key, "candidates": list(candidates(alias or model)), **entry.to_dict()}
     if alias:

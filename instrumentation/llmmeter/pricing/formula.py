@@ -28,11 +28,6 @@ from llmmeter.usage import Usage
 _MAX_TOKENS = 10**12  # more tokens than any call can have: a corrupt count, not a bill
 
 
-_MAX_CACHED_RATES = 4096  # entries whose resolved rates are kept (cleared when full)
-# id(entry) -> (entry, base rates, above-200k rates): the fallbacks below depend only on the entry, so
-# they are resolved once per entry instead of on every call. The entry is kept to check the id's owner.
-_rates: dict[int, tuple[PriceEntry, tuple[float, ...], tuple[float, ...] | None]] = {}
-
 Rates = tuple[float, float, float, float, float, float | None]  # in, out, read, write, write_1h, reasoning
 
 
@@ -81,12 +76,13 @@ def _resolve_rates(entry: PriceEntry) -> tuple[Rates, Rates | None]:
 
 
 def _rates_of(entry: PriceEntry, tiered: bool) -> Rates:
-    cached = _rates.get(id(entry))
-    if cached is None or cached[0] is not entry:
-        if len(_rates) >= _MAX_CACHED_RATES:
-            _rates.clear()
-        cached = _rates[id(entry)] = (entry, *_resolve_rates(entry))
-    return cached[2] if tiered and cached[2] is not None else cached[1]  # type: ignore[return-value]
+    """The entry's rates, resolved once per entry (the fallbacks depend only on the entry's own fields)."""
+    rates = entry.resolved_rates
+    if rates is None:
+        rates = _resolve_rates(entry)
+        object.__setattr__(entry, "resolved_rates", rates)  # a memo on the frozen entry, not a price change
+    base, tier = rates
+    return tier if tiered and tier is not None else base
 
 
 def compute(entry: PriceEntry, usage: Usage) -> tuple[float, dict[str, float]]:

@@ -13,8 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmmeter.config import ConfigError
@@ -65,6 +64,9 @@ class PriceEntry:
     mode: str | None = None
     source: str | None = None
     as_of: str | None = None
+    # The formula's rates with every fallback applied, derived from the fields above (which never change:
+    # the entry is frozen) and memoized here by llmmeter.pricing.formula on first use.
+    resolved_rates: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def has_tier(self) -> bool:
@@ -142,7 +144,7 @@ def _meta(origin: str, raw: Any) -> TableMeta:
 class PriceTable(Mapping[str, PriceEntry]):
     """An immutable price table: entries by key, zero-priced providers, model aliases and a version.
 
-    Lookups (:meth:`resolve`) are cached per table; a changed table is a new object (``merged``,
+    Lookups (:meth:`target`) are cached per table; a changed table is a new object (``merged``,
     ``with_aliases``), so no cache ever serves a stale price.
     """
 
@@ -160,7 +162,6 @@ class PriceTable(Mapping[str, PriceEntry]):
         self.zero_priced_providers = frozenset(zero_priced_providers)
         self.aliases: Mapping[str, str] = dict(aliases or {})
         self.origins = origins
-        self._resolve_cached = lru_cache(maxsize=1024)(self._resolve)
         self._targets: dict[tuple[Any, Any], tuple[str, PriceEntry | None] | None] = {}
 
     # Mapping protocol
@@ -210,10 +211,9 @@ class PriceTable(Mapping[str, PriceEntry]):
 
     def resolve(self, provider: str | None, model: str) -> tuple[str, PriceEntry] | None:
         """The (key, entry) ``model`` is priced by, or None. Aliases first, then exact, then normalized names;
-        at each name the provider's own key (``groq/<name>``) before the bare one."""
-        return self._resolve_cached(provider.lower() if provider else None, model)
-
-    def _resolve(self, provider: str | None, model: str) -> tuple[str, PriceEntry] | None:
+        at each name the provider's own key (``groq/<name>``) before the bare one. Not cached: calls are
+        priced through :meth:`target`, which is."""
+        provider = provider.lower() if provider else None
         names = list(candidates(model))
         for name in list(names):
             target = self.aliases.get(name)
