@@ -184,6 +184,12 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
         # The exit summary's rows; reading them counts the queued spans first.
         self.tally = Tally(before_read=self._deferred.drain)
+        # Called with each counted span, once, on the counting path (the cost ledger: llmmeter.ledger).
+        self.sinks: list[Callable[..., None]] = []
+        if self.settings.ledger not in (None, "off"):
+            from llmmeter.ledger import attach
+
+            attach(self, self.settings.ledger, meter)
 
     # --- span start --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -251,6 +257,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
     def _count_span(self, span: ReadableSpan) -> None:
         """Count one finished inference span (deferred work: see llmmeter.deferred)."""
         self._record(span, _plain_attributes(span, span.attributes or {}))
+        for sink in self.sinks:
+            sink(span)
 
     def _end_member(self, span: ReadableSpan) -> _Group | bool | None:
         """False: not part of a group. None: deferred. A group: all its spans ended, count it now."""
@@ -539,6 +547,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
             for group in groups:
                 self._count_group(group)
             self._deferred.close()
+            for sink in self.sinks:
+                getattr(sink, "close", lambda: None)()
         except Exception:
             _log.debug("llmmeter: shutdown failed", exc_info=True)
 

@@ -1,0 +1,99 @@
+"""The cost ledger: every counted LLM call as one row you can query (``llmmeter report``).
+
+Metrics answer "how much per feature, tenant, model"; the ledger answers what labels cannot: which
+sessions, conversations, prompts or users cost most, what one agent run cost call by call. It is fed from
+the span processor's counting path (one row per counted inference span, exactly the calls the metrics
+count, whatever the trace sampler decided) through :attr:`LLMMeterSpanProcessor.sinks`, off the app's
+thread, into SQLite (:mod:`llmmeter.ledger.writer`).
+
+On when ``LLMMETER_LEDGER=<dir>`` or ``llmmeter.configure(ledger=<dir>)``; ``llmmeter demo`` and apps set up
+by ``llmmeter.configure()`` without an OTLP endpoint use :func:`default_directory`. ``LLMMETER_LEDGER=off``
+turns it off everywhere. Nothing here is imported unless the ledger is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from llmmeter import names
+from llmmeter.ledger.writer import FILE_NAME, LedgerWriter
+
+_log = logging.getLogger("llmmeter.ledger")
+
+OFF = "off"
+ENV_XDG_DATA_HOME = "XDG_DATA_HOME"
+__all__ = ["FILE_NAME", "LedgerSink", "LedgerWriter", "attach", "default_directory", "resolve"]
+
+
+def default_directory() -> Path:
+    """Where the zero-infrastructure mode keeps the ledger: ``$XDG_DATA_HOME/llmmeter/ledger``
+    (``~/.local/share/llmmeter/ledger`` when XDG_DATA_HOME is unset). ``llmmeter report`` reads it by default."""
+    base = os.environ.get(ENV_XDG_DATA_HOME) or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "llmmeter" / "ledger"
+
+
+def resolve(configured: str | os.PathLike[str] | None, *, zero_infrastructure: bool) -> Path | None:
+    """The ledger directory to write, or None for off.
+
+    ``configured`` is ``LLMMETER_LEDGER`` / ``configure(ledger=...)``: a directory, ``"off"``, or None (unset),
+    which means the default place in the zero-infrastructure mode (no OTLP endpoint) and off otherwise."""
+    if configured is None:
+        return default_directory() if zero_infrastructure else None
+    if isinstance(configured, str) and configured.strip().lower() in (OFF, "false", "0", "no", ""):
+        return None
+    return Path(configured).expanduser()
+
+
+def _reader() -> Any:
+    try:
+        from llmmeter.span_reader import read_call  # type: ignore[import-not-found]
+    except ImportError:  # before the shared span reader: the ledger's own reading of the same rules
+        from llmmeter.ledger._callrecord import read_call
+    return read_call
+
+
+class LedgerSink:
+    """A processor sink: turns each counted span (its CallRecord) into a ledger row and queues it."""
+
+    def __init__(self, writer: LedgerWriter) -> None:
+        from llmmeter.ledger import record
+
+        self.writer = writer
+        self._row = record.row
+        self._service = record.service_of
+        self._read = _reader()
+
+    def __call__(self, span: Any, call: Any = None) -> None:
+        if call is None:
+            call = self._read(span)
+            if call is None:
+                return
+        self.writer.add(self._row(call, self._service(span)))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def attach(processor: Any, directory: str | os.PathLike[str], meter: Any = None) -> LedgerSink:
+    """Write every call ``processor`` counts to the ledger in ``directory`` (idempotent per processor)."""
+    for sink in processor.sinks:
+        if isinstance(sink, LedgerSink):
+            return sink
+    writer = LedgerWriter(directory)
+    sink = LedgerSink(writer)
+    processor.sinks.append(sink)
+    if meter is not None:
+        from opentelemetry.metrics import Observation
+
+        def observe(_options: Any) -> list[Any]:
+            return [Observation(count, labels) for count, labels in writer.dropped_observations()]
+
+        meter.create_observable_counter(
+            names.METRIC_LEDGER_DROPPED, [observe], names.METRIC_SPECS[names.METRIC_LEDGER_DROPPED][1],
+            "Ledger records dropped (queue full, or the ledger could not be written), by reason.",
+        )
+    _log.debug("llmmeter: cost ledger at %s", writer.path)
+    return sink
