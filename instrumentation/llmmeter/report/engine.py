@@ -1,0 +1,46 @@
+"""Running a report query on one of the engines; rows come back as dicts keyed by the query's fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmmeter.report import clickhouse
+from llmmeter.report.queries import Query
+
+
+def _dicts(query: Query, rows: list[Any]) -> list[dict[str, Any]]:
+    return [dict(zip(query.fields, row, strict=True)) for row in rows]
+
+
+def on_sqlite(conn: Any, query: Query) -> list[dict[str, Any]]:
+    """On an open ledger store's connection (its ``calls`` view)."""
+    return _dicts(query, conn.execute(query.sql, query.params).fetchall())
+
+
+def on_clickhouse_http(url: str, query: Query, table: str, since_ns: int | None, until_ns: int | None,
+                       ) -> list[dict[str, Any]]:
+    """On a ClickHouse server (HTTP interface), over the exporter's ``otel_traces`` table."""
+    sql = clickhouse.compose(query, table, since_ns, until_ns)
+    return _dicts(query, [_numbers(row) for row in clickhouse.run_http(url, sql, table)])
+
+
+def on_chdb(session: Any, query: Query, table: str, since_ns: int | None = None, until_ns: int | None = None,
+            ) -> list[dict[str, Any]]:
+    """On chDB (ClickHouse's engine in-process): the same text the server path sends."""
+    sql = clickhouse.compose(query, table, since_ns, until_ns)
+    result = session.query(sql, "JSONCompact")
+    text = result.bytes().decode() if hasattr(result, "bytes") else str(result)
+    data = json.loads(text)["data"] if text.strip() else []
+    return _dicts(query, [_numbers(row) for row in data])
+
+
+def _numbers(row: list[Any]) -> list[Any]:
+    # JSONCompact quotes 64-bit integers ("output_format_json_quote_64bit_integers"): back to int.
+    out = []
+    for value in row:
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            out.append(int(value))
+        else:
+            out.append(value)
+    return out
