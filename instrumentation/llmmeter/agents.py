@@ -225,6 +225,9 @@ def _before_call(request: Any, span: Any) -> None:
     run = _current_run.get()
     if run is None:
         return
+    if span.is_recording():  # the run this call belongs to, for the cost ledger's per-run rows (not a label)
+        span.set_attribute(names.AGENT_NAME, run.name)
+        span.set_attribute(names.RUN_ID, format(run.span.get_span_context().span_id, "016x"))
     for r in run.chain():
         limit = r.guard.max_llm_calls
         if limit is not None:
@@ -247,9 +250,6 @@ def _before_call(request: Any, span: Any) -> None:
             r._started += 1
     with _calls_lock:
         _calls[span] = run
-    if span.is_recording():  # the run this call belongs to, for the cost ledger's per-run rows (not a label)
-        span.set_attribute(names.AGENT_NAME, run.name)
-        span.set_attribute(names.RUN_ID, format(run.span.get_span_context().span_id, "016x"))
 
 
 def _after_call(request: Any, response: Any, cost: Any, span: Any) -> None:

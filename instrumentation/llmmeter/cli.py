@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -78,6 +79,158 @@ def check_config() -> None:
         Console(stderr=True).print(f"[red]llmmeter: {exc}[/red]")
         raise typer.Exit(2) from None
     typer.echo(json.dumps(settings.__dict__, indent=2, default=list))
+
+
+# --- llmmeter report: the cost ledger's reports (llmmeter.report) --------------------------------------------
+report_app = typer.Typer(no_args_is_help=True, help="Query the cost ledger: top spenders, daily cost, runs, ...")
+app.add_typer(report_app, name="report")
+_FORMAT = typer.Option("table", "--format", help="table | json | csv")
+_SINCE = typer.Option(None, "--since", help="Only calls since: 24h, 7d, 30m or an ISO date/time (UTC)")
+_BETWEEN = typer.Option(None, "--between", help="Only calls between two ISO dates/times: --between A B")
+_LEDGER = typer.Option(None, "--ledger", help="Ledger directory (default: LLMMETER_LEDGER, else the default place)")
+_CLICKHOUSE = typer.Option(None, "--clickhouse", help="Query ClickHouse (http://host:8123) instead of the ledger")
+_TABLE = typer.Option("otel.otel_traces", "--table", help="The clickhouse exporter's traces table")
+
+
+def _report(name: str, build: Any, fmt: str, since: str | None, between: tuple[str, str] | None,
+            ledger: str | None, clickhouse: str | None, table: str, title: str, fields: Any = None) -> list[dict]:
+    """Run one report on the ledger (or ClickHouse) and print it; errors are one line on stderr, exit 2."""
+    from llmmeter.report import render
+
+    err = Console(stderr=True)
+    if fmt not in render.FORMATS:
+        err.print(f"[red]llmmeter report: --format {fmt!r}: expected one of {', '.join(render.FORMATS)}[/red]")
+        raise typer.Exit(2)
+    try:
+        lo = hi = None
+        if since and between:
+            raise ValueError("--since and --between: give one of them")
+        if since:
+            lo = render.parse_since(since)
+        if between:
+            lo, hi = render.parse_time(between[0]), render.parse_time(between[1])
+        dialect = "clickhouse" if clickhouse else "sqlite"
+        query = build(dialect)
+        rows = _report_rows(query, lo, hi, ledger, clickhouse, table, err)
+    except (ValueError, OSError, RuntimeError, ConfigError) as exc:
+        typer.echo(f"llmmeter report {name}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if rows is not None and fields is not False:
+        render.emit(Console(width=200), fmt, title, rows, fields or query.fields)
+    return rows
+
+
+def _report_rows(query: Any, lo: int | None, hi: int | None, ledger: str | None, clickhouse: str | None,
+                 table: str, err: Console) -> list[dict]:
+    from llmmeter.report import engine
+
+    if clickhouse:
+        from llmmeter.report.clickhouse import check_table
+
+        return engine.on_clickhouse_http(clickhouse, query, check_table(table), lo, hi)
+    from llmmeter import ledger as ledger_mod
+    from llmmeter.config import Settings
+    from llmmeter.ledger.store import open_store
+
+    configured = ledger or Settings.from_env().ledger
+    directory = ledger_mod.resolve(configured, zero_infrastructure=True) if configured != "off" else None
+    if directory is None:
+        raise ValueError("the ledger is off (LLMMETER_LEDGER=off); pass --ledger DIR")
+    store = open_store(directory, lo, hi)
+    try:
+        for problem in store.problems:
+            typer.echo(f"llmmeter report: {problem}", err=True)
+        return engine.on_sqlite(store.conn, query)
+    finally:
+        store.close()
+
+
+@report_app.command("top")
+def report_top(
+    by: str = typer.Option(..., "--by", help="user, tenant, session, conversation, feature, route, prompt, model, "
+                           "provider, agent, or any attribution key"),
+    limit: int = typer.Option(10, "--limit", min=1),
+    fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN, ledger: str = _LEDGER,
+    clickhouse: str = _CLICKHOUSE, table: str = _TABLE,
+) -> None:
+    """The costliest values of a key: calls, tokens by type, cost and share of the total."""
+    from llmmeter.report import queries, render
+
+    fields = render.TOP_JSON_FIELDS if fmt == "json" else None
+    _report("top", lambda d: queries.top(by, limit, d), fmt, since, between, ledger, clickhouse, table,
+            f"top {limit} by {by}", fields)
+
+
+@report_app.command("daily")
+def report_daily(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Cost per UTC day with the change against the day before."""
+    from llmmeter.report import queries
+
+    _report("daily", queries.daily, fmt, since, between, ledger, clickhouse, table, "cost per day")
+
+
+@report_app.command("tokens")
+def report_tokens(by: str = typer.Option("route", "--by", help="route, feature, or any key"),
+                  fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                  ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """p50 / p95 / max input and output tokens per route (or feature, ...)."""
+    from llmmeter.report import queries
+
+    _report("tokens", lambda d: queries.tokens(by, d), fmt, since, between, ledger, clickhouse, table,
+            f"tokens per call by {by}")
+
+
+@report_app.command("prompts")
+def report_prompts(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                   ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Input-token footprint per prompt template and version, largest jumps between versions first."""
+    from llmmeter.report import queries
+
+    _report("prompts", queries.prompts, fmt, since, between, ledger, clickhouse, table, "prompt footprint")
+
+
+@report_app.command("cache")
+def report_cache(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Provider prompt-cache reads: share of input tokens served from the cache, per provider and model."""
+    from llmmeter.report import queries
+
+    _report("cache", queries.cache, fmt, since, between, ledger, clickhouse, table, "provider prompt cache")
+
+
+@report_app.command("unpriced")
+def report_unpriced(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                    ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Calls with no known price (not in the cost totals), by provider and model."""
+    from llmmeter.report import queries
+
+    _report("unpriced", queries.unpriced, fmt, since, between, ledger, clickhouse, table, "unpriced calls")
+
+
+@report_app.command("estimated")
+def report_estimated(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                     ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Calls whose token counts were estimated with a tokenizer, by reason and model."""
+    from llmmeter.report import queries
+
+    _report("estimated", queries.estimated, fmt, since, between, ledger, clickhouse, table, "estimated usage")
+
+
+@report_app.command("run")
+def report_run(trace_id: str, fmt: str = _FORMAT, ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE,
+               table: str = _TABLE) -> None:
+    """One agent run or request (a trace id), call by call, as a tree."""
+    from llmmeter.report import queries, render
+
+    trace_id = trace_id.lower()
+    rows = _report("run", lambda d: queries.run(trace_id, d), fmt, None, None, ledger, clickhouse, table,
+                   f"trace {trace_id}", None if fmt != "table" else False)
+    if fmt == "table":
+        if not rows:
+            Console(stderr=True).print(f"llmmeter report run: no calls with trace id {trace_id} in the ledger")
+            raise typer.Exit(1)
+        Console(width=200).print(render.run_tree(trace_id, rows))
 
 
 def main() -> None:
