@@ -127,8 +127,6 @@ def calls_cte(table: str, since_ns: int | None = None, until_ns: int | None = No
     if(input_tokens IS NULL AND output_tokens IS NULL, 0, 1) AS has_usage,
     if({_a(names.LLMMETER_ESTIMATED)} = 'true', 1, 0) AS estimated,
     {_text(names.LLMMETER_ESTIMATED_REASON)} AS estimate_reason,
-    if({_a(names.LLMMETER_BLOCKED)} = 'true', 'blocked',
-       if({_a(names.ERROR_TYPE)} != '' OR StatusCode = 'Error', 'error', 'ok')) AS status,
     multiIf({priced_attr} = 'true', toFloat64OrNull({cost_attr}),
             {priced_attr} = 'false', CAST(NULL AS Nullable(Float64)),
             toFloat64OrNull({cost_attr}) > 0, toFloat64OrNull({cost_attr}),
@@ -139,6 +137,8 @@ def calls_cte(table: str, since_ns: int | None = None, until_ns: int | None = No
             CAST(NULL AS Nullable(String))) AS cost_source,
     {_text(names.LLMMETER_PRICE_TABLE_VERSION)} AS price_table_version,
     {_text(names.LLMMETER_PRICE_MODEL)} AS price_model,
+    if({_a(names.LLMMETER_BLOCKED)} = 'true', 'blocked',
+       if({_a(names.ERROR_TYPE)} != '' OR StatusCode = 'Error', 'error', 'ok')) AS status,
     {_text(names.ERROR_TYPE)} AS error_type,
     Duration / 1e9 AS duration_s,
     toFloat64OrNull({_text(names.TIME_TO_FIRST_CHUNK)}) AS time_to_first_chunk_s,
@@ -159,9 +159,11 @@ def compose(query: Query, table: str, since_ns: int | None = None, until_ns: int
     """The query's text with ``calls`` defined over ``table``: its own CTEs follow ``calls``."""
     sql = query.sql.strip()
     cte = calls_cte(table, since_ns, until_ns)
+    # 64-bit integers as JSON numbers (ClickHouse quotes them by default): the rows match SQLite's.
+    settings = "\nSETTINGS output_format_json_quote_64bit_integers = 0"
     if sql.upper().startswith("WITH "):
-        return f"WITH {cte},\n{sql[5:]}"
-    return f"WITH {cte}\n{sql}"
+        return f"WITH {cte},\n{sql[5:]}{settings}"
+    return f"WITH {cte}\n{sql}{settings}"
 
 
 def run_http(url: str, sql: str, table: str, timeout_s: float = 30.0) -> list[list[Any]]:

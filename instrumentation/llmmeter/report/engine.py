@@ -22,7 +22,7 @@ def on_clickhouse_http(url: str, query: Query, table: str, since_ns: int | None,
                        ) -> list[dict[str, Any]]:
     """On a ClickHouse server (HTTP interface), over the exporter's ``otel_traces`` table."""
     sql = clickhouse.compose(query, table, since_ns, until_ns)
-    return _dicts(query, [_numbers(row) for row in clickhouse.run_http(url, sql, table)])
+    return _dicts(query, clickhouse.run_http(url, sql, table))
 
 
 def on_chdb(session: Any, query: Query, table: str, since_ns: int | None = None, until_ns: int | None = None,
@@ -32,15 +32,5 @@ def on_chdb(session: Any, query: Query, table: str, since_ns: int | None = None,
     result = session.query(sql, "JSONCompact")
     text = result.bytes().decode() if hasattr(result, "bytes") else str(result)
     data = json.loads(text)["data"] if text.strip() else []
-    return _dicts(query, [_numbers(row) for row in data])
+    return _dicts(query, data)
 
-
-def _numbers(row: list[Any]) -> list[Any]:
-    # JSONCompact quotes 64-bit integers ("output_format_json_quote_64bit_integers"): back to int.
-    out = []
-    for value in row:
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            out.append(int(value))
-        else:
-            out.append(value)
-    return out
