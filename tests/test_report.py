@@ -113,23 +113,35 @@ def ledger_dir(tmp_path_factory) -> Path:
     return directory
 
 
+def table_for(version: str) -> str:
+    return f"otel_{version}.otel_traces"
+
+
 @pytest.fixture(scope="module")
 def chdb_session(tmp_path_factory):
+    """One chDB session (chDB allows one per process) holding the exporter's traces table once per version of
+    its DDL (by contrib commit), each in its own database, with the seven calls as the exporter writes them."""
     from chdb import session
 
     sess = session.Session(str(tmp_path_factory.mktemp("chdb")))
-    sess.query("CREATE DATABASE IF NOT EXISTS otel")
-    sess.query(clickhouse.OTEL_TRACES_DDL.format(table=clickhouse.DEFAULT_TABLE))
-    for call in CALLS:
-        sess.query(f"INSERT INTO {clickhouse.DEFAULT_TABLE} FORMAT JSONEachRow {json.dumps(exporter_row(call))}")
+    for version, ddl in clickhouse.EXPORTER_DDLS.items():
+        table = table_for(version)
+        sess.query(f"CREATE DATABASE IF NOT EXISTS otel_{version}")
+        sess.query(ddl.format(table=table))
+        for call in CALLS:
+            sess.query(f"INSERT INTO {table} FORMAT JSONEachRow {json.dumps(exporter_row(call))}")
     yield sess
     sess.close()
 
 
-@pytest.fixture(params=["sqlite", "clickhouse"])
+ENGINES = ["sqlite", *(f"clickhouse-{version}" for version in sorted(clickhouse.EXPORTER_DDLS))]
+
+
+@pytest.fixture(params=ENGINES)
 def run_report(request, ledger_dir, chdb_session):
-    """Runs a report query on one engine: the embedded ledger or the exporter's table on chDB."""
-    dialect = request.param
+    """Runs a report query on one engine: the embedded ledger, or the exporter's table (one DDL version) on chDB."""
+    engine_name = request.param
+    dialect = "sqlite" if engine_name == "sqlite" else "clickhouse"
 
     def run(build, since_ns=None, until_ns=None):
         query = build(dialect)
@@ -139,7 +151,8 @@ def run_report(request, ledger_dir, chdb_session):
                 return engine.on_sqlite(store.conn, query)
             finally:
                 store.close()
-        return engine.on_chdb(chdb_session, query, clickhouse.DEFAULT_TABLE, since_ns, until_ns)
+        table = table_for(engine_name.split("-", 1)[1])
+        return engine.on_chdb(chdb_session, query, table, since_ns, until_ns)
 
     return run
 
@@ -278,7 +291,7 @@ def test_clickhouse_unreachable_is_one_line():
 def test_clickhouse_missing_table_is_one_line(chdb_session):
     # The server's answer to a query on a missing table, produced by the ClickHouse engine itself (chDB).
     try:
-        chdb_session.query("SELECT 1 FROM otel.no_such_table")
+        chdb_session.query("SELECT 1 FROM otel_ff7a946.no_such_table")
         pytest.fail("chDB answered a query on a missing table")
     except Exception as error:  # chDB raises the server's exception text
         message = str(error)
@@ -301,18 +314,18 @@ def test_clickhouse_missing_table_is_one_line(chdb_session):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = cli("top", "--by", "user", "--clickhouse", url, "--table", "otel.no_such_table")
+        result = cli("top", "--by", "user", "--clickhouse", url, "--table", "otel_ff7a946.no_such_table")
     finally:
         server.shutdown()
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "otel.no_such_table does not exist" in lines[0]
+    assert len(lines) == 1 and "otel_ff7a946.no_such_table does not exist" in lines[0]
 
 
 def test_the_ledger_columns_match_the_clickhouse_relation(chdb_session):
     # The ClickHouse view yields every ledger column (plus day), so a report reads the same names on both.
     query = queries.Query("cols", "SELECT * FROM calls LIMIT 1", ())
-    sql = clickhouse.compose(query, clickhouse.DEFAULT_TABLE).rsplit("SETTINGS", 1)[0]
+    sql = clickhouse.compose(query, table_for("ff7a946")).rsplit("SETTINGS", 1)[0]
     described = chdb_session.query(f"DESCRIBE ({sql})", "JSONCompact")
     columns = [row[0] for row in json.loads(described.bytes())["data"]]
     assert columns == [*schema.COLUMN_NAMES, "day"]

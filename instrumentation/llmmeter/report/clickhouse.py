@@ -4,7 +4,8 @@ Spans reach ClickHouse through the OpenTelemetry Collector's own ``clickhouse`` 
 ``collector/clickhouse.yaml``). Its traces table is :data:`OTEL_TRACES_DDL`: the exporter's template
 ``exporter/clickhouseexporter/internal/sql_templates/traces_table.sql`` (opentelemetry-collector-contrib,
 commit ff7a94656bd04ce95228ff4282554a233ed93434) with database/table, engine ``MergeTree()`` and no TTL
-filled in. Every span attribute is a string in the ``SpanAttributes`` map; :func:`calls_cte` turns the
+filled in; :data:`OTEL_TRACES_DDL_2BF6B9E` is the newer template's table (``internal/sqltemplates``).
+Every span attribute is a string in the ``SpanAttributes`` map; :func:`calls_cte` turns the
 inference spans back into the ledger's columns (``llmmeter.ledger.schema``) so :mod:`llmmeter.report.queries`
 runs unchanged. The tests run each report on chDB (ClickHouse's engine in-process) over a table made with
 exactly this DDL.
@@ -68,6 +69,56 @@ OTEL_TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
 PARTITION BY toDate(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 SETTINGS index_granularity=8192, ttl_only_drop_parts = 1"""
+
+
+# The same table as created by the exporter's newer template, ``internal/sqltemplates/traces_table.sql``
+# (contrib commit 2bf6b9e1f8c8716ab54eaac1635e56b4d0649900, the branch without full-text indexes): Delta(8) and
+# T64 codecs, two ALIAS columns, a lower(SpanName) index, PRIMARY KEY. The columns the reports read are the
+# same; the tests run every report on both DDLs.
+OTEL_TRACES_DDL_2BF6B9E = """CREATE TABLE IF NOT EXISTS {table} (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(T64, ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    ResourceAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
+        CAST(ResourceAttributes, 'Array(Tuple(String, String))')),
+    SpanAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
+        CAST(SpanAttributes, 'Array(Tuple(String, String))')),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1,
+    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
+) ENGINE = MergeTree()
+PARTITION BY toDate(Timestamp)
+PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"""
+EXPORTER_DDLS: dict[str, str] = {"ff7a946": OTEL_TRACES_DDL, "2bf6b9e": OTEL_TRACES_DDL_2BF6B9E}
 
 
 class ClickHouseError(RuntimeError):
