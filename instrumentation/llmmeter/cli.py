@@ -93,13 +93,14 @@ _TABLE = typer.Option("otel.otel_traces", "--table", help="The clickhouse export
 
 
 def _report(name: str, build: Any, fmt: str, since: str | None, between: tuple[str, str] | None,
-            ledger: str | None, clickhouse: str | None, table: str, title: str, fields: Any = None) -> list[dict]:
-    """Run one report on the ledger (or ClickHouse) and print it; errors are one line on stderr, exit 2."""
+            ledger: str | None, clickhouse: str | None, table: str, title: str, fields: Any = None,
+            extra: Any = ()) -> list[list[dict]]:
+    """Run one report (plus ``extra`` query builders) on the ledger or ClickHouse and print the first; errors
+    are one line on stderr, exit 2. Returns the rows of every query."""
     from llmmeter.report import render
 
-    err = Console(stderr=True)
     if fmt not in render.FORMATS:
-        err.print(f"[red]llmmeter report: --format {fmt!r}: expected one of {', '.join(render.FORMATS)}[/red]")
+        typer.echo(f"llmmeter report {name}: --format {fmt!r}: expected one of {', '.join(render.FORMATS)}", err=True)
         raise typer.Exit(2)
     try:
         lo = hi = None
@@ -110,24 +111,24 @@ def _report(name: str, build: Any, fmt: str, since: str | None, between: tuple[s
         if between:
             lo, hi = render.parse_time(between[0]), render.parse_time(between[1])
         dialect = "clickhouse" if clickhouse else "sqlite"
-        query = build(dialect)
-        rows = _report_rows(query, lo, hi, ledger, clickhouse, table, err)
+        built = [build(dialect), *(more(dialect) for more in extra)]
+        results = _report_rows(built, lo, hi, ledger, clickhouse, table)
     except (ValueError, OSError, RuntimeError, ConfigError) as exc:
         typer.echo(f"llmmeter report {name}: {exc}", err=True)
         raise typer.Exit(2) from None
-    if rows is not None and fields is not False:
-        render.emit(Console(width=200), fmt, title, rows, fields or query.fields)
-    return rows
+    if fields is not False:
+        render.emit(Console(width=200), fmt, title, results[0], fields or built[0].fields)
+    return results
 
 
-def _report_rows(query: Any, lo: int | None, hi: int | None, ledger: str | None, clickhouse: str | None,
-                 table: str, err: Console) -> list[dict]:
+def _report_rows(built: list[Any], lo: int | None, hi: int | None, ledger: str | None, clickhouse: str | None,
+                 table: str) -> list[list[dict]]:
     from llmmeter.report import engine
 
     if clickhouse:
         from llmmeter.report.clickhouse import check_table
 
-        return engine.on_clickhouse_http(clickhouse, query, check_table(table), lo, hi)
+        return [engine.on_clickhouse_http(clickhouse, q, check_table(table), lo, hi) for q in built]
     from llmmeter import ledger as ledger_mod
     from llmmeter.config import Settings
     from llmmeter.ledger.store import open_store
@@ -140,7 +141,7 @@ def _report_rows(query: Any, lo: int | None, hi: int | None, ledger: str | None,
     try:
         for problem in store.problems:
             typer.echo(f"llmmeter report: {problem}", err=True)
-        return engine.on_sqlite(store.conn, query)
+        return [engine.on_sqlite(store.conn, q) for q in built]
     finally:
         store.close()
 
@@ -152,13 +153,33 @@ def report_top(
     limit: int = typer.Option(10, "--limit", min=1),
     fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN, ledger: str = _LEDGER,
     clickhouse: str = _CLICKHOUSE, table: str = _TABLE,
+    html_file: str = typer.Option(None, "--html", help="Also write a self-contained page with charts to FILE"),
 ) -> None:
     """The costliest values of a key: calls, tokens by type, cost and share of the total."""
     from llmmeter.report import queries, render
 
     fields = render.TOP_JSON_FIELDS if fmt == "json" else None
-    _report("top", lambda d: queries.top(by, limit, d), fmt, since, between, ledger, clickhouse, table,
-            f"top {limit} by {by}", fields)
+    extra = (lambda d: queries.daily_by(by, d), lambda d: queries.tokens("route", d)) if html_file else ()
+    results = _report("top", lambda d: queries.top(by, limit, d), fmt, since, between, ledger, clickhouse, table,
+                      f"top {limit} by {by}", fields, extra)
+    if html_file:
+        from llmmeter.report import html
+
+        top_rows, daily_rows, token_rows = results
+        keys = [row["key"] for row in top_rows]
+        page = html.page(
+            f"LLM cost by {by}",
+            [(f"Cost per day by {by} (top {limit}, rest as other)", html.stacked_days(daily_rows, keys, "per day")),
+             (f"Top {limit} by {by}", html.bar_chart(top_rows, "key", "cost_usd", "top")),
+             ("Input tokens per call by route (p50, p95)", html.token_bars(token_rows, "tokens"))],
+            f"from {clickhouse or 'the cost ledger'}; {sum(r['calls'] for r in top_rows):,} calls in the top {limit}",
+        )
+        try:
+            with open(html_file, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            typer.echo(f"llmmeter report top: cannot write --html {html_file}: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 @report_app.command("daily")
@@ -225,7 +246,7 @@ def report_run(trace_id: str, fmt: str = _FORMAT, ledger: str = _LEDGER, clickho
 
     trace_id = trace_id.lower()
     rows = _report("run", lambda d: queries.run(trace_id, d), fmt, None, None, ledger, clickhouse, table,
-                   f"trace {trace_id}", None if fmt != "table" else False)
+                   f"trace {trace_id}", None if fmt != "table" else False)[0]
     if fmt == "table":
         if not rows:
             Console(stderr=True).print(f"llmmeter report run: no calls with trace id {trace_id} in the ledger")

@@ -98,6 +98,17 @@ ORDER BY d"""
     return Query("daily", sql, ("day", "calls", "cost_usd", "change_usd", "change"))
 
 
+def daily_by(key: str, dialect: str) -> Query:
+    """Cost per UTC day and value of ``key`` (the stacked chart of ``--html``)."""
+    k = key_expression(key, dialect)
+    sql = f"""
+SELECT day AS d, COALESCE({k}, '{NONE_KEY}') AS k, SUM(COALESCE(cost_usd, 0)) AS day_cost
+FROM calls
+GROUP BY d, k
+ORDER BY d, day_cost DESC, k"""
+    return Query("daily_by", sql, ("day", "key", "cost_usd"))
+
+
 def tokens(key: str, dialect: str) -> Query:
     """p50 / p95 / max of input and output tokens per value of ``key`` (nearest-rank percentiles)."""
     k = key_expression(key, dialect)
@@ -205,4 +216,4 @@ ORDER BY t0, s"""
                               "feature"))
 
 
-REPORTS = ("top", "daily", "tokens", "prompts", "cache", "unpriced", "estimated", "run")
+REPORTS = ("top", "daily", "daily_by", "tokens", "prompts", "cache", "unpriced", "estimated", "run")
