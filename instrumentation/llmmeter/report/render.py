@@ -57,11 +57,17 @@ def _cell(field: str, value: Any) -> str:
     return str(value)
 
 
+# Table headers where the field name is long (JSON and CSV keep the field names).
+HEADERS = {"input_tokens": "input", "output_tokens": "output", "cache_read_tokens": "cache read",
+           "cache_creation_tokens": "cache write", "reasoning_tokens": "reasoning", "cost_usd": "cost",
+           "unpriced_calls": "unpriced", "cache_read_share": "cache read share", "avg_input_tokens": "avg input"}
+
+
 def table(title: str, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Table:
     out = Table(title=title, title_justify="left")
     for field in fields:
         numeric = rows and isinstance(rows[0].get(field), (int, float))
-        out.add_column(field.replace("_", " "), justify="right" if numeric else "left")
+        out.add_column(HEADERS.get(field, field.replace("_", " ")), justify="right" if numeric else "left")
     for row in rows:
         out.add_row(*(_cell(field, row.get(field)) for field in fields))
     return out
