@@ -47,16 +47,9 @@ def resolve(configured: str | os.PathLike[str] | None, *, zero_infrastructure: b
     return Path(configured).expanduser()
 
 
-def _reader() -> Any:
-    try:
-        from llmmeter.span_reader import read_call  # type: ignore[import-not-found]
-    except ImportError:  # before the shared span reader: the ledger's own reading of the same rules
-        from llmmeter.ledger._callrecord import read_call
-    return read_call
-
-
 class LedgerSink:
-    """A processor sink: turns each counted span (its CallRecord) into a ledger row and queues it."""
+    """A processor sink: turns each counted call (its CallRecord, and its span for the resource) into a
+    ledger row and queues it. Runs on the processor's counting path, never on the app's call."""
 
     def __init__(self, writer: LedgerWriter) -> None:
         from llmmeter.ledger import record
@@ -64,13 +57,8 @@ class LedgerSink:
         self.writer = writer
         self._row = record.row
         self._service = record.service_of
-        self._read = _reader()
 
-    def __call__(self, span: Any, call: Any = None) -> None:
-        if call is None:
-            call = self._read(span)
-            if call is None:
-                return
+    def __call__(self, call: Any, span: Any = None) -> None:
         self.writer.add(self._row(call, self._service(span)))
 
     def close(self) -> None:

@@ -41,12 +41,10 @@ def row(record: Any, service: str | None) -> tuple[Any, ...]:
     for key, value in attrs.items():
         if key.startswith(_ATTR_PREFIX) and isinstance(value, str):
             attribution[key[_PREFIX_LEN:]] = value
-    start, end = record.start_ns, record.end_ns
-    duration = (end - start) / 1e9 if start is not None and end is not None and end >= start else None
     get = attrs.get
     return (
-        start,
-        end,
+        record.start_ns,
+        record.end_ns,
         _hex(record.trace_id, 32),
         _hex(record.span_id, 16),
         _hex(record.parent_span_id, 16),
@@ -73,7 +71,7 @@ def row(record: Any, service: str | None) -> tuple[Any, ...]:
         _text(get(names.LLMMETER_PRICE_MODEL)),
         record.status,
         record.error_type,
-        duration,
+        record.duration_s,
         record.time_to_first_chunk,
         _text(get(names.RUN_ID)),
         _text(get(names.AGENT_NAME)),
