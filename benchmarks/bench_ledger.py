@@ -139,17 +139,20 @@ def _import_s(module: str) -> float | None:
     return round(best, 3)
 
 
-def _installed_mb(*packages: str) -> float | None:
-    import importlib.util
+def _installed_mb(*distributions: str) -> float | None:
+    """Bytes on disk of the distributions' installed files (their RECORD), in MB."""
+    from importlib import metadata
 
     total = 0
-    for package in packages:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
+    for name in distributions:
+        try:
+            files = metadata.files(name) or []
+        except metadata.PackageNotFoundError:
             return None
-        for location in spec.submodule_search_locations:
-            for root, _dirs, files in os.walk(location):
-                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+        for file in files:
+            path = file.locate()
+            if os.path.isfile(path):
+                total += os.path.getsize(path)
     return round(total / 1e6, 1)
 
 
@@ -218,7 +221,7 @@ def engine_chdb(rows: int, work: Path) -> dict:
     except ImportError:
         return {"installed": False}
     out: dict = {"version": chdb.__version__, "engine": str(chdb.query("SELECT version()", "CSV")).strip(),
-                 "install_mb": _installed_mb("chdb"), "import_s": _import_s("chdb")}
+                 "install_mb": _installed_mb("chdb", "chdb-core"), "import_s": _import_s("chdb")}
     path = work / "chdb"
     sess = session.Session(str(path))
     sess.query("CREATE TABLE IF NOT EXISTS t (start_ns Int64, user String, session String, model String, "
