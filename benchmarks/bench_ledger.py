@@ -109,7 +109,7 @@ def time_top_sqlite(directory: Path, repeat: int = 3) -> dict:
     for _ in range(repeat):
         t0 = time.perf_counter()
         store = open_store(directory)
-        rows = engine.on_sqlite(store.conn, queries.top("user", 10, "sqlite"))
+        rows = engine.on_sqlite(store, queries.top("user", 10, "sqlite"))
         store.close()
         times.append(time.perf_counter() - t0)
     cli = [sys.executable, "-m", "llmmeter.cli", "report", "top", "--by", "user", "--ledger", str(directory),

@@ -24,7 +24,7 @@ from llmmeter import config, names
 from llmmeter.instrumentors.openai import OpenAIInstrumentor
 from llmmeter.ledger import FILE_NAME, LedgerSink, default_directory, resolve, schema
 from llmmeter.ledger.store import open_store
-from llmmeter.ledger.writer import LedgerWriter, connect
+from llmmeter.ledger.writer import LedgerWriter, connect, roll_up
 from llmmeter.processor import LLMMeterSpanProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -329,3 +329,41 @@ def test_writer_thread_writes_without_close(tmp_path):
         time.sleep(0.01)
     assert len(rows(tmp_path)) == 4  # written by the writer's own thread
     writer.close()
+
+
+def test_writer_keeps_the_hourly_rollup_exact(tmp_path):
+    writer = LedgerWriter(tmp_path, flush_interval_s=3600)
+    for i in range(10):
+        writer.add(_row(i, worker=1))
+    writer.flush()  # first transaction
+    writer.add(_row(3, worker=1))  # a duplicate: ignored by the table, so not summed twice
+    for i in range(10, 15):
+        writer.add(_row(i, worker=1))
+    writer.close()
+    conn = sqlite3.connect(tmp_path / FILE_NAME)
+    got = conn.execute("SELECT key, hour, value, calls, input_tokens, output_tokens, cost_usd, unpriced_calls "
+                       "FROM llm_calls_hourly WHERE key IN ('user', 'model', 'session') ORDER BY key").fetchall()
+    upto = conn.execute("SELECT value FROM llmmeter_meta WHERE key = 'rollup_upto'").fetchone()
+    conn.close()
+    hour = 1_764_300_000_000_000_000 // 3_600_000_000_000  # _row's calls all start in this hour
+    # 15 calls (0..14): input i each, output 1 each, $0.001 each; model and session are not set on _row's rows.
+    assert [g[:6] for g in got] == [("model", hour, "(none)", 15, 105, 15), ("user", hour, "u1", 15, 105, 15)]
+    assert [g[6] for g in got] == pytest.approx([0.015, 0.015]) and [g[7] for g in got] == [0, 0]
+    assert upto == ("15",)
+
+
+def test_rollup_of_an_older_file_catches_up_in_steps(tmp_path):
+    conn = connect(tmp_path / FILE_NAME)
+    conn.executemany(schema.insert_statement(), [_row(i) for i in range(10)])  # rows with no rollup yet
+    done, calls, ready = [], [], []
+    for _ in range(3):
+        conn.execute("BEGIN IMMEDIATE")
+        done.append(roll_up(conn, limit=4, allowance=0))
+        conn.execute("COMMIT")
+        calls.append(conn.execute("SELECT calls FROM llm_calls_hourly WHERE key = 'user'").fetchone()[0])
+        store = open_store(tmp_path)
+        ready.append(store.rollup_ready)
+        store.close()
+    conn.close()
+    assert done == [False, False, True] and calls == [4, 8, 10]
+    assert ready == [False, False, True]  # a reader uses the rollup only once it covers every row

@@ -22,7 +22,7 @@ import pytest
 from llmmeter import names
 from llmmeter.ledger import FILE_NAME, schema
 from llmmeter.ledger.store import open_store
-from llmmeter.ledger.writer import connect
+from llmmeter.ledger.writer import connect, roll_up
 from llmmeter.report import clickhouse, engine, queries, render
 
 T = "a" * 32  # the agent run's trace
@@ -101,16 +101,30 @@ def exporter_row(call: dict) -> dict:
             "ScopeName": "llmmeter", "SpanAttributes": attrs, "Duration": 1_000_000_000, "StatusCode": "Unset"}
 
 
-@pytest.fixture(scope="module")
-def ledger_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("ledger")
+def _fill(directory: Path, rollup: bool) -> Path:
     conn = connect(directory / FILE_NAME)
     for call in CALLS:
         row = ledger_row(call)
         conn.execute(f"INSERT INTO llm_calls ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                      tuple(row.values()))
+    if rollup:  # what the writer does in each batch's transaction
+        conn.execute("BEGIN IMMEDIATE")
+        assert roll_up(conn)
+        conn.execute("COMMIT")
     conn.close()
     return directory
+
+
+@pytest.fixture(scope="module")
+def ledger_dir(tmp_path_factory) -> Path:
+    """The seven calls as rows inserted directly: no hourly rollup, every report scans the rows."""
+    return _fill(tmp_path_factory.mktemp("ledger"), rollup=False)
+
+
+@pytest.fixture(scope="module")
+def rollup_dir(tmp_path_factory) -> Path:
+    """The same rows with the writer's hourly rollup complete: `top` by a rolled-up key reads the rollup."""
+    return _fill(tmp_path_factory.mktemp("ledger-rollup"), rollup=True)
 
 
 def table_for(version: str) -> str:
@@ -134,21 +148,23 @@ def chdb_session(tmp_path_factory):
     sess.close()
 
 
-ENGINES = ["sqlite", *(f"clickhouse-{version}" for version in sorted(clickhouse.EXPORTER_DDLS))]
+ENGINES = ["sqlite", "sqlite-rollup", *(f"clickhouse-{version}" for version in sorted(clickhouse.EXPORTER_DDLS))]
 
 
 @pytest.fixture(params=ENGINES)
-def run_report(request, ledger_dir, chdb_session):
-    """Runs a report query on one engine: the embedded ledger, or the exporter's table (one DDL version) on chDB."""
+def run_report(request, ledger_dir, rollup_dir, chdb_session):
+    """Runs a report query on one engine: the embedded ledger (rows only, or with its hourly rollup), or the
+    exporter's table (one DDL version) on chDB."""
     engine_name = request.param
-    dialect = "sqlite" if engine_name == "sqlite" else "clickhouse"
+    dialect = "clickhouse" if engine_name.startswith("clickhouse") else "sqlite"
 
     def run(build, since_ns=None, until_ns=None):
         query = build(dialect)
         if dialect == "sqlite":
-            store = open_store(ledger_dir, since_ns, until_ns)
+            store = open_store(rollup_dir if engine_name == "sqlite-rollup" else ledger_dir, since_ns, until_ns)
             try:
-                return engine.on_sqlite(store.conn, query)
+                assert store.rollup_ready is (engine_name == "sqlite-rollup")
+                return engine.on_sqlite(store, query)
             finally:
                 store.close()
         table = table_for(engine_name.split("-", 1)[1])
@@ -192,6 +208,16 @@ def test_time_window(run_report):
     got = run_report(lambda d: queries.top("user", 10, d), ns("2026-11-27T00:00:00"), ns("2026-11-28T00:00:00"))
     assert [(r["key"], r["calls"]) for r in got] == [("u1", 2)]
     assert got[0]["cost_usd"] == pytest.approx(0.70) and got[0]["share"] == pytest.approx(1.0)
+
+
+def test_time_window_with_partial_hours(run_report):
+    # 08:30-09:00:00.5 holds only call 6 (09:00:00); 08:30-10:00 holds calls 6 and 7 (09:00:00, 09:00:01).
+    got = run_report(lambda d: queries.top("user", 10, d), ns("2026-11-28T08:30:00"),
+                     ns("2026-11-28T09:00:00") + 500_000_000)
+    assert [(r["key"], r["calls"], r["input_tokens"]) for r in got] == [("u2", 1, 200)]
+    got = run_report(lambda d: queries.top("user", 10, d), ns("2026-11-28T08:30:00"), ns("2026-11-28T10:00:00"))
+    assert [(r["key"], r["calls"], r["input_tokens"]) for r in got] == [("u2", 2, 210)]
+    assert got[0]["cost_usd"] == pytest.approx(0.55) and got[0]["share"] == pytest.approx(1.0)
 
 
 def test_daily(run_report):

@@ -141,7 +141,7 @@ def _report_rows(built: list[Any], lo: int | None, hi: int | None, ledger: str |
     try:
         for problem in store.problems:
             typer.echo(f"llmmeter report: {problem}", err=True)
-        return [engine.on_sqlite(store.conn, q) for q in built]
+        return [engine.on_sqlite(store, q) for q in built]
     finally:
         store.close()
 

@@ -59,13 +59,59 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _type, _doc in COLUMNS)
 
 
+# --- the hourly rollup --------------------------------------------------------------------------------------
+# Per (key, UTC hour, value): the sums `top --by KEY` needs, kept by the writer in the same transaction as the
+# rows it sums (one GROUP BY per key over the rows just inserted), so a `top` over millions of calls reads the
+# rollup instead of every row. Keys with one value per call or so (session, conversation, request_id) are
+# not rolled up: their rollup would be as large as the table. `ROLLUP_UPTO` in the meta table is the last
+# rowid summed; a reader uses the rollup only when it covers every row.
+ROLLUP_TABLE = "llm_calls_hourly"
+ROLLUP_UPTO = "rollup_upto"
+HOUR_NS = 3_600_000_000_000
+NONE_VALUE = "(none)"
+ROLLUP_KEYS: dict[str, str] = {  # `--by` key -> column
+    **{key: key for key in ATTRIBUTION_COLUMNS if key not in ("session", "conversation", "request_id")},
+    "model": "model",
+    "provider": "provider",
+    "agent": "agent_name",
+    "service": "service",
+}
+ROLLUP_SUMS: tuple[tuple[str, str], ...] = (  # rollup column, the expression over llm_calls it sums
+    ("calls", "1"),
+    ("input_tokens", "COALESCE(input_tokens, 0)"),
+    ("output_tokens", "COALESCE(output_tokens, 0)"),
+    ("cache_read_tokens", "COALESCE(cache_read_tokens, 0)"),
+    ("cache_creation_tokens", "COALESCE(cache_creation_tokens, 0)"),
+    ("reasoning_tokens", "COALESCE(reasoning_tokens, 0)"),
+    ("cost_usd", "COALESCE(cost_usd, 0)"),
+    ("unpriced_calls", "CASE WHEN priced = 0 THEN 1 ELSE 0 END"),
+)
+
+
+def rollup_statements() -> list[str]:
+    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] into the hourly rollup."""
+    names_ = ", ".join(name for name, _expr in ROLLUP_SUMS)
+    sums = ", ".join(f"SUM({expr})" for _name, expr in ROLLUP_SUMS)
+    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _expr in ROLLUP_SUMS)
+    return [
+        f"INSERT INTO {ROLLUP_TABLE} (key, hour, value, {names_}) "
+        f"SELECT '{key}', COALESCE(start_ns, 0) / {HOUR_NS}, COALESCE({column}, '{NONE_VALUE}'), {sums} "
+        f"FROM {TABLE} WHERE rowid > ? AND rowid <= ? GROUP BY 2, 3 "
+        f"ON CONFLICT (key, hour, value) DO UPDATE SET {updates}"
+        for key, column in ROLLUP_KEYS.items()
+    ]
+
+
 def create_statements() -> list[str]:
     """DDL of a ledger file. The unique key makes re-inserting a row a no-op (no duplicates, ever)."""
     cols = ",\n  ".join(f"{name} {sqltype}" for name, sqltype, _doc in COLUMNS)
+    sums = ", ".join(f"{name} {'REAL' if name == 'cost_usd' else 'INTEGER'} NOT NULL" for name, _e in ROLLUP_SUMS)
     return [
         f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols},\n  UNIQUE (trace_id, span_id)\n)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_start ON {TABLE} (start_ns)",
         f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT)",
+        f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE} (key TEXT NOT NULL, hour INTEGER NOT NULL, value TEXT NOT NULL, "
+        f"{sums}, PRIMARY KEY (key, hour, value)) WITHOUT ROWID",
     ]
 
 

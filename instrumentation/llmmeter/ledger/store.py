@@ -33,6 +33,10 @@ class LedgerStore:
     conn: sqlite3.Connection
     files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    since_ns: int | None = None
+    until_ns: int | None = None
+    # True when every file's hourly rollup covers all its rows: then the TEMP view `calls_hourly` unions them.
+    rollup_ready: bool = False
 
     def close(self) -> None:
         self.conn.close()
@@ -50,8 +54,9 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     if not directory.is_dir():
         raise LedgerNotFound(f"no ledger directory {directory} (set LLMMETER_LEDGER, or pass --ledger DIR)")
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    store = LedgerStore(conn)
+    store = LedgerStore(conn, since_ns=since_ns, until_ns=until_ns)
     selects: list[str] = []
+    rollups: list[str] = []
     for path in _ledger_files(directory):
         if len(store.files) >= MAX_FILES:
             store.problems.append(f"{path}: not read (more than {MAX_FILES} ledger files in {directory})")
@@ -73,6 +78,8 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
         store.files.append(path)
         cols = ", ".join(name if name in have else f"NULL AS {name}" for name in schema.COLUMN_NAMES)
         selects.append(f"SELECT {cols} FROM {alias}.{schema.TABLE}")
+        if _rollup_complete(conn, alias):
+            rollups.append(f"SELECT * FROM {alias}.{schema.ROLLUP_TABLE}")
     if not selects:
         conn.close()
         detail = "; ".join(store.problems) if store.problems else "no ledger file"
@@ -82,9 +89,24 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
         where.append(f"start_ns >= {int(since_ns)}")
     if until_ns is not None:
         where.append(f"start_ns < {int(until_ns)}")
+    if len(rollups) == len(selects):
+        conn.execute(f"CREATE TEMP VIEW calls_hourly AS {' UNION ALL '.join(rollups)}")
+        store.rollup_ready = True
     union = "\nUNION ALL\n".join(selects)
     conn.execute(
         f"CREATE TEMP VIEW calls AS SELECT *, {DAY_SQLITE} AS day FROM ({union})"
         + (f" WHERE {' AND '.join(where)}" if where else "")
     )
     return store
+
+
+def _rollup_complete(conn: sqlite3.Connection, alias: str) -> bool:
+    """Whether the file's hourly rollup sums every row of it (see llmmeter.ledger.schema)."""
+    try:
+        found = conn.execute(f"SELECT value FROM {alias}.{schema.META_TABLE} WHERE key = ?",
+                             (schema.ROLLUP_UPTO,)).fetchone()
+        last = conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {alias}.{schema.TABLE}").fetchone()[0]
+        conn.execute(f"SELECT 1 FROM {alias}.{schema.ROLLUP_TABLE} LIMIT 1").fetchall()
+    except sqlite3.Error:  # an older file: no rollup or no meta table
+        return False
+    return last == 0 or (found is not None and int(found[0]) == last)

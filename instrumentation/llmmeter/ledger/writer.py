@@ -40,6 +40,7 @@ MAX_QUEUED = 50_000  # rows waiting at most (~25 MB at ~500 B a row); beyond: dr
 BATCH = 2_000  # rows per transaction at most
 FLUSH_INTERVAL_S = 1.0  # a quiet app's rows are written at most this long after the call counted them
 BUSY_TIMEOUT_S = 10.0  # how long a batch waits for another process's transaction
+ROLLUP_CATCH_UP = 100_000  # rows of an older file summed into the rollup per transaction, at most
 
 REASON_QUEUE_FULL = "queue_full"
 REASON_WRITE_FAILED = "write_failed"
@@ -72,6 +73,27 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection
         conn.close()
         raise
     return conn
+
+
+def roll_up(conn: sqlite3.Connection, limit: int = ROLLUP_CATCH_UP, allowance: int = BATCH) -> bool:
+    """Sum the rows not yet in the hourly rollup into it: all of them when at most ``limit + allowance`` (the
+    batch just inserted), else the next ``limit`` (an older file catching up). Call inside the writing
+    transaction. True when the rollup now covers every row."""
+    found = conn.execute(f"SELECT value FROM {schema.META_TABLE} WHERE key = ?", (schema.ROLLUP_UPTO,)).fetchone()
+    upto = int(found[0]) if found else 0
+    last = conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {schema.TABLE}").fetchone()[0]
+    if last <= upto:
+        return True
+    # Rows this process inserted are all above `upto` (rowids grow); an older file catches up `limit` at a time.
+    target = last if last - upto <= limit + allowance else upto + limit
+    for statement in _ROLLUP_STATEMENTS:
+        conn.execute(statement, (upto, target))
+    conn.execute(f"INSERT INTO {schema.META_TABLE} (key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (schema.ROLLUP_UPTO, str(target)))
+    return target == last
+
+
+_ROLLUP_STATEMENTS = schema.rollup_statements()
 
 
 class LedgerWriter:
@@ -134,6 +156,7 @@ class LedgerWriter:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(self._insert, rows)
+                roll_up(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 try:
