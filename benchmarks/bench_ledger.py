@@ -121,10 +121,32 @@ def time_top_sqlite(directory: Path, repeat: int = 3) -> dict:
             "top_row": rows[0]}
 
 
+def complete_rollup(directory: Path) -> float:
+    """Sum a generated file's rows into the hourly rollup (what the writer does batch by batch as rows arrive)."""
+    from llmmeter.ledger.writer import roll_up
+
+    conn = connect(directory / FILE_NAME)
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    roll_up(conn, limit=10**12)
+    conn.execute("COMMIT")
+    conn.close()
+    return time.perf_counter() - t0
+
+
 def bench_top(rows: int, directory: Path) -> dict:
+    """`top --by user` over ``rows`` calls: scanning the rows, then with the writer's hourly rollup complete."""
+    from llmmeter.ledger.store import open_store
+
     built = build_sqlite(directory, rows)
+    store = open_store(directory)
+    has_rollup = store.rollup_ready
+    store.close()
+    scan = None if has_rollup else time_top_sqlite(directory, repeat=1)
+    rolled = 0.0 if has_rollup else complete_rollup(directory)
     size = (directory / FILE_NAME).stat().st_size
-    return {"rows": rows, "build_s": round(built, 1), "file_gb": round(size / 1e9, 2), **time_top_sqlite(directory)}
+    return {"rows": rows, "build_s": round(built, 1), "rollup_build_s": round(rolled, 1),
+            "file_gb": round(size / 1e9, 2), "scan": scan, "with_rollup": time_top_sqlite(directory)}
 
 
 def _import_s(module: str) -> float | None:

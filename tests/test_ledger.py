@@ -367,3 +367,28 @@ def test_rollup_of_an_older_file_catches_up_in_steps(tmp_path):
     conn.close()
     assert done == [False, False, True] and calls == [4, 8, 10]
     assert ready == [False, False, True]  # a reader uses the rollup only once it covers every row
+
+
+APP = textwrap.dedent("""
+    import sys, openai, llmmeter
+    client = openai.OpenAI(base_url=sys.argv[1], api_key="test-key", max_retries=0)
+    with llmmeter.attributes(user="u-zero", session="s-zero"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}])
+    print("app ran")
+""")
+
+
+def test_opentelemetry_instrument_without_endpoint_writes_the_default_ledger(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMMETER_"))}
+    env.update(XDG_DATA_HOME=str(tmp_path / "xdg"), LLMMETER_SUMMARY="off")
+    instrument = Path(sys.executable).with_name("opentelemetry-instrument")
+    with scripted(lambda request: Reply.json(completion("gpt-4o-mini", 40, 4))) as server:
+        result = subprocess.run([str(instrument), sys.executable, str(app), server.base_url + "/v1"], env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "app ran", result.stderr
+    got = rows(tmp_path / "xdg" / "llmmeter" / "ledger")
+    assert [(r["user"], r["session"], r["input_tokens"], r["output_tokens"]) for r in got] == [
+        ("u-zero", "s-zero", 40, 4)]
+    assert got[0]["cost_usd"] == pytest.approx(40 * MINI_IN + 4 * MINI_OUT)
