@@ -392,3 +392,32 @@ def test_opentelemetry_instrument_without_endpoint_writes_the_default_ledger(tmp
     assert [(r["user"], r["session"], r["input_tokens"], r["output_tokens"]) for r in got] == [
         ("u-zero", "s-zero", 40, 4)]
     assert got[0]["cost_usd"] == pytest.approx(40 * MINI_IN + 4 * MINI_OUT)
+
+
+def test_outcomes_report_cost_per_successful_outcome(pipeline):
+    _tracer_provider, processor, _reader, directory = pipeline
+    replies = iter([completion("gpt-4o-mini", 1000, 100), completion("gpt-4o-mini", 2000, 200),
+                    completion("gpt-4o-mini", 10, 1)])
+    with scripted(lambda request: Reply.json(next(replies))) as server:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+        with llmmeter.attributes(feature="support"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}])
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "b"}])
+            llmmeter.record_outcome("ticket_resolved", success=True)
+            llmmeter.record_outcome("ticket_resolved", success=False)
+            llmmeter.record_outcome("ticket_resolved", success=True, count=2)
+        with llmmeter.attributes(feature="search"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}])
+    processor.shutdown()
+    result = subprocess.run([sys.executable, "-m", "llmmeter.cli", "report", "outcomes", "--by", "feature",
+                             "--format", "json", "--ledger", str(directory)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    got = {row["key"]: row for row in json.loads(result.stdout)}
+    support = (1000 + 2000) * MINI_IN + (100 + 200) * MINI_OUT
+    assert (got["support"]["calls"], got["support"]["successes"], got["support"]["outcomes"]) == (2, 3, 4)
+    assert got["support"]["cost_usd"] == pytest.approx(support)
+    assert got["support"]["cost_per_success_usd"] == pytest.approx(support / 3)
+    assert (got["search"]["successes"], got["search"]["cost_per_success_usd"]) == (0, None)
+    result = subprocess.run([sys.executable, "-m", "llmmeter.cli", "report", "outcomes", "--clickhouse",
+                             "http://127.0.0.1:9"], capture_output=True, text=True)
+    assert result.returncode == 2 and "only on the embedded ledger" in result.stderr

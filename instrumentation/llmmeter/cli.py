@@ -191,6 +191,17 @@ def report_daily(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, st
     _report("daily", queries.daily, fmt, since, between, ledger, clickhouse, table, "cost per day")
 
 
+@report_app.command("outcomes")
+def report_outcomes(by: str = typer.Option("feature", "--by", help="feature, agent, or any key"),
+                    fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                    ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Cost per successful outcome (llmmeter.record_outcome) per feature (or agent, ...)."""
+    from llmmeter.report import queries
+
+    _report("outcomes", lambda d: queries.outcomes(by, d), fmt, since, between, ledger, clickhouse, table,
+            f"cost per successful outcome by {by}")
+
+
 @report_app.command("tokens")
 def report_tokens(by: str = typer.Option("route", "--by", help="route, feature, or any key"),
                   fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,

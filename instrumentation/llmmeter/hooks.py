@@ -24,6 +24,9 @@ AfterCall = Callable[["RequestInfo", Any, Any, Any], None]  # (request, response
 
 BEFORE_CALL: list[BeforeCall] = []
 AFTER_CALL: list[AfterCall] = []
+# record_outcome(): (name, success, count, attribution values, agent name or None) -- the cost ledger's outcome rows.
+Outcome = Callable[[str, bool, int, "dict[str, str]", "str | None"], None]
+ON_OUTCOME: list[Outcome] = []
 
 
 def register_before_call(hook: BeforeCall) -> None:
@@ -34,3 +37,8 @@ def register_before_call(hook: BeforeCall) -> None:
 def register_after_call(hook: AfterCall) -> None:
     if hook not in AFTER_CALL:
         AFTER_CALL.append(hook)
+
+
+def register_outcome(hook: Outcome) -> None:
+    if hook not in ON_OUTCOME:
+        ON_OUTCOME.append(hook)

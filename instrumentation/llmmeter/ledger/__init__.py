@@ -63,6 +63,24 @@ class LedgerSink:
 
     def close(self) -> None:
         self.writer.close()
+        if self.writer in _WRITERS:
+            _WRITERS.remove(self.writer)
+
+
+_WRITERS: list[LedgerWriter] = []  # writers of this process, for record_outcome() rows
+
+
+def _on_outcome(name: str, success: bool, count: int, values: dict[str, str], agent: str | None) -> None:
+    import json
+    import time
+
+    from llmmeter.ledger import schema
+
+    row = (time.time_ns(), name, 1 if success else 0, count, agent,
+           *(values.get(key) for key in schema.ATTRIBUTION_COLUMNS),
+           json.dumps(values, sort_keys=True, separators=(",", ":")) if values else None)
+    for writer in _WRITERS:
+        writer.add_outcome(row)
 
 
 def attach(processor: Any, directory: str | os.PathLike[str], meter: Any = None) -> LedgerSink:
@@ -73,6 +91,10 @@ def attach(processor: Any, directory: str | os.PathLike[str], meter: Any = None)
     writer = LedgerWriter(directory)
     sink = LedgerSink(writer)
     processor.sinks.append(sink)
+    _WRITERS.append(writer)
+    from llmmeter import hooks
+
+    hooks.register_outcome(_on_outcome)
     if meter is not None:
         from opentelemetry.metrics import Observation
 

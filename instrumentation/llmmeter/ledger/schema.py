@@ -102,6 +102,27 @@ def rollup_statements() -> list[str]:
     ]
 
 
+# --- outcomes ------------------------------------------------------------------------------------------------
+# One row per llmmeter.record_outcome(): what the calls achieved, with the same attribution, so
+# `llmmeter report outcomes` divides cost by successful outcomes per feature or agent.
+OUTCOMES_TABLE = "llm_outcomes"
+OUTCOME_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("time_ns", "INTEGER"),
+    ("outcome", "TEXT"),
+    ("success", "INTEGER"),
+    ("outcome_count", "INTEGER"),
+    ("agent_name", "TEXT"),
+    *((key, "TEXT") for key in ATTRIBUTION_COLUMNS),
+    ("attrs", "TEXT"),
+)
+OUTCOME_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _type in OUTCOME_COLUMNS)
+
+
+def outcome_insert_statement() -> str:
+    marks = ", ".join("?" for _ in OUTCOME_COLUMN_NAMES)
+    return f"INSERT INTO {OUTCOMES_TABLE} ({', '.join(OUTCOME_COLUMN_NAMES)}) VALUES ({marks})"
+
+
 def create_statements() -> list[str]:
     """DDL of a ledger file. The unique key makes re-inserting a row a no-op (no duplicates, ever)."""
     cols = ",\n  ".join(f"{name} {sqltype}" for name, sqltype, _doc in COLUMNS)
@@ -112,6 +133,7 @@ def create_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT)",
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE} (key TEXT NOT NULL, hour INTEGER NOT NULL, value TEXT NOT NULL, "
         f"{sums}, PRIMARY KEY (key, hour, value)) WITHOUT ROWID",
+        f"CREATE TABLE IF NOT EXISTS {OUTCOMES_TABLE} ({', '.join(f'{n} {t}' for n, t in OUTCOME_COLUMNS)})",
     ]
 
 

@@ -57,6 +57,7 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     store = LedgerStore(conn, since_ns=since_ns, until_ns=until_ns)
     selects: list[str] = []
     rollups: list[str] = []
+    outcomes: list[str] = []
     for path in _ledger_files(directory):
         if len(store.files) >= MAX_FILES:
             store.problems.append(f"{path}: not read (more than {MAX_FILES} ledger files in {directory})")
@@ -78,6 +79,10 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
         store.files.append(path)
         cols = ", ".join(name if name in have else f"NULL AS {name}" for name in schema.COLUMN_NAMES)
         selects.append(f"SELECT {cols} FROM {alias}.{schema.TABLE}")
+        have_outcomes = {row[1] for row in conn.execute(f"PRAGMA {alias}.table_info({schema.OUTCOMES_TABLE})")}
+        if have_outcomes:
+            ocols = ", ".join(n if n in have_outcomes else f"NULL AS {n}" for n in schema.OUTCOME_COLUMN_NAMES)
+            outcomes.append(f"SELECT {ocols} FROM {alias}.{schema.OUTCOMES_TABLE}")
         if _rollup_complete(conn, alias):
             rollups.append(f"SELECT * FROM {alias}.{schema.ROLLUP_TABLE}")
     if not selects:
@@ -92,6 +97,11 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     if len(rollups) == len(selects):
         conn.execute(f"CREATE TEMP VIEW calls_hourly AS {' UNION ALL '.join(rollups)}")
         store.rollup_ready = True
+    if not outcomes:  # no file has outcomes yet: an empty relation with the columns
+        outcomes.append("SELECT " + ", ".join(f"NULL AS {n}" for n in schema.OUTCOME_COLUMN_NAMES) + " WHERE 0")
+    window = " AND ".join(w.replace("start_ns", "time_ns") for w in where)
+    conn.execute(f"CREATE TEMP VIEW outcomes AS SELECT * FROM ({' UNION ALL '.join(outcomes)})"
+                 + (f" WHERE {window}" if window else ""))
     union = "\nUNION ALL\n".join(selects)
     conn.execute(
         f"CREATE TEMP VIEW calls AS SELECT *, {DAY_SQLITE} AS day FROM ({union})"

@@ -115,7 +115,9 @@ class LedgerWriter:
         self.dropped: dict[str, int] = {REASON_QUEUE_FULL: 0, REASON_WRITE_FAILED: 0}
         self.written = 0
         self._queue: deque[tuple[Any, ...]] = deque()
+        self._outcomes: deque[tuple[Any, ...]] = deque()  # record_outcome() rows, written with the next batch
         self._insert = schema.insert_statement()
+        self._insert_outcome = schema.outcome_insert_statement()
         self._conn: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -137,17 +139,27 @@ class LedgerWriter:
         elif len(queue) >= self.batch:
             self._wake.set()
 
+    def add_outcome(self, row: tuple[Any, ...]) -> None:
+        """Queue one outcome row (same bound and drop counting as calls). Never raises, never blocks."""
+        if len(self._outcomes) >= self.max_queued or self._closed:
+            self.dropped[REASON_QUEUE_FULL] += 1
+            return
+        self._outcomes.append(row)
+        if self._thread is None:
+            self._start()
+
     # --- writing ------------------------------------------------------------------------------------
     def flush(self) -> int:
         """Write every queued row now, on the caller's thread; the rows written. Never raises."""
         written = 0
         with self._write_lock:
-            while self._queue:
+            while self._queue or self._outcomes:
                 rows = _take(self._queue, self.batch)
-                written += self._write(rows)
+                outcomes = _take(self._outcomes, self.batch)
+                written += self._write(rows, outcomes)
         return written
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> int:
+    def _write(self, rows: list[tuple[Any, ...]], outcomes: list[tuple[Any, ...]] = ()) -> int:  # type: ignore[assignment]
         try:
             conn = self._conn
             if conn is None:
@@ -156,6 +168,8 @@ class LedgerWriter:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(self._insert, rows)
+                if outcomes:
+                    conn.executemany(self._insert_outcome, outcomes)
                 roll_up(conn)
                 conn.execute("COMMIT")
             except BaseException:
@@ -165,7 +179,7 @@ class LedgerWriter:
                     pass
                 raise
         except Exception as error:
-            self.dropped[REASON_WRITE_FAILED] += len(rows)
+            self.dropped[REASON_WRITE_FAILED] += len(rows) + len(outcomes)
             if self._conn is not None:
                 try:
                     self._conn.close()
@@ -218,6 +232,7 @@ class LedgerWriter:
             _FORK_ORPHANS.append(self._conn)
         self._conn = None
         self._queue.clear()  # the parent writes these
+        self._outcomes.clear()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None

@@ -148,6 +148,29 @@ ORDER BY d, day_cost DESC, k"""
     return Query("daily_by", sql, ("day", "key", "cost_usd"))
 
 
+def outcomes(key: str, dialect: str) -> Query:
+    """Cost per successful outcome (llmmeter.record_outcome) per value of ``key`` (feature, agent, ...): the
+    calls' cost divided by the successful outcomes recorded with the same attribution. Embedded ledger only:
+    on ClickHouse an outcome is a span event, not a row."""
+    if dialect != SQLITE:
+        raise ValueError("outcomes: only on the embedded ledger (on ClickHouse outcomes are span events, not rows)")
+    k = key_expression(key, dialect)
+    sql = f"""
+WITH spend AS (
+  SELECT COALESCE({k}, '{NONE_KEY}') AS g, COUNT(*) AS n_calls, SUM(COALESCE(cost_usd, 0)) AS g_cost
+  FROM calls GROUP BY g
+), results AS (
+  SELECT COALESCE({k}, '{NONE_KEY}') AS g, SUM(CASE WHEN success = 1 THEN outcome_count ELSE 0 END) AS n_ok,
+         SUM(outcome_count) AS n_all
+  FROM outcomes GROUP BY g
+)
+SELECT spend.g, spend.n_calls, spend.g_cost, COALESCE(results.n_ok, 0), COALESCE(results.n_all, 0),
+       spend.g_cost / NULLIF(results.n_ok, 0) AS per_ok
+FROM spend LEFT JOIN results ON results.g = spend.g
+ORDER BY spend.g_cost DESC, spend.g"""
+    return Query("outcomes", sql, ("key", "calls", "cost_usd", "successes", "outcomes", "cost_per_success_usd"))
+
+
 def tokens(key: str, dialect: str) -> Query:
     """p50 / p95 / max of input and output tokens per value of ``key`` (nearest-rank percentiles)."""
     k = key_expression(key, dialect)
@@ -255,4 +278,4 @@ ORDER BY t0, s"""
                               "feature"))
 
 
-REPORTS = ("top", "daily", "daily_by", "tokens", "prompts", "cache", "unpriced", "estimated", "run")
+REPORTS = ("top", "daily", "daily_by", "outcomes", "tokens", "prompts", "cache", "unpriced", "estimated", "run")
