@@ -159,7 +159,8 @@ class LedgerWriter:
                 written += self._write(rows, outcomes)
         return written
 
-    def _write(self, rows: list[tuple[Any, ...]], outcomes: list[tuple[Any, ...]] = ()) -> int:  # type: ignore[assignment]
+    def _write(self, rows: list[tuple[Any, ...]], outcomes: list[tuple[Any, ...]] | None = None) -> int:
+        outcomes = outcomes or []
         try:
             conn = self._conn
             if conn is None:
