@@ -265,6 +265,48 @@ def report_run(trace_id: str, fmt: str = _FORMAT, ledger: str = _LEDGER, clickho
         Console(width=200).print(render.run_tree(trace_id, rows))
 
 
+# --- llmmeter prompts check: prompt-template token footprint against a baseline (llmmeter.prompts) -------------
+prompts_app = typer.Typer(no_args_is_help=True, help="Prompt templates' token footprint, checked in CI.")
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("check")
+def prompts_check(
+    patterns: list[str] = typer.Argument(..., help="Template files (globs, ** allowed)"),
+    model: list[str] = typer.Option(["gpt-4o-mini"], "--model", help="Target model(s): their tokenizer and price"),
+    baseline: str = typer.Option(".llmmeter-prompts.json", "--baseline", help="The committed baseline file"),
+    threshold: float = typer.Option(0.20, "--threshold", help="Fail when a template grows more than this fraction"),
+    calls_per_day: int = typer.Option(1000, "--calls-per-day", min=1, help="Daily volume the cost is stated at"),
+    update: bool = typer.Option(False, "--update", help="Rewrite the baseline with the current counts"),
+    fmt: str = _FORMAT,
+) -> None:
+    """Count each template's tokens per model, compare with the baseline; exit 1 when one grew past the threshold."""
+    from llmmeter import prompts
+    from llmmeter.report import render
+
+    try:
+        texts = prompts.templates(patterns)
+        known = None if update else prompts.load_baseline(baseline)
+        footprints = prompts.measure(texts, model, known)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if update:
+        prompts.write_baseline(baseline, footprints)
+        typer.echo(f"{baseline}: {len(footprints)} prompt/model counts written")
+        return
+    rows = [{"prompt": f.prompt, "model": f.model, "baseline_tokens": f.baseline, "tokens": f.tokens,
+             "change": f.change, "cost_per_day_usd": f.daily_usd(calls_per_day),
+             "change_per_day_usd": f.daily_change_usd(calls_per_day)} for f in footprints]
+    render.emit(Console(width=200), fmt, f"prompt footprint (cost at {calls_per_day:,} calls/day)", rows,
+                list(rows[0]) if rows else ["prompt"])
+    grown = prompts.over_threshold(footprints, threshold)
+    if grown:
+        names_ = ", ".join(f"{f.prompt} [{f.model}] {f.change:+.1%}" for f in grown)
+        typer.echo(f"llmmeter prompts: over the {threshold:.0%} threshold: {names_}", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="llmmeter")
 
