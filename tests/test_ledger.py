@@ -105,6 +105,9 @@ def test_one_row_per_call_with_usage_cost_and_attribution(pipeline):
     assert {r["service"] for r in got} == {"ledger-test"}
     assert {r["provider"] for r in got} == {"openai"} and {r["status"] for r in got} == {"ok"}
     assert a["price_model"] == "gpt-4o-mini" and a["schema_version"] == schema.SCHEMA_VERSION
+    # 200 cached tokens at the input price instead of the cache-read price; nothing cached, nothing saved.
+    assert a["cache_saved_usd"] == pytest.approx(200 * (MINI_IN - MINI_CACHED))
+    assert (b["cache_saved_usd"], c["cache_saved_usd"]) == (0.0, None)
     assert len({(r["trace_id"], r["span_id"]) for r in got}) == 3
     assert all(len(r["trace_id"]) == 32 and len(r["span_id"]) == 16 for r in got)
     assert all(r["duration_s"] is not None and r["duration_s"] >= 0 for r in got)

@@ -33,6 +33,8 @@ def ns(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000
 
 
+# gpt-4o's input and cache-read prices (https://platform.openai.com/docs/pricing): what one cached token saves.
+GPT4O_SAVED = 2.5e-6 - 1.25e-6
 # The seven calls (cost in USD; None = unpriced).
 CALLS = [
     dict(start="2026-11-26T10:00:00", user="u1", feature="chat", route="/chat", session="s1", prompt="greet",
@@ -42,7 +44,8 @@ CALLS = [
          prompt_version="v1", model="gpt-4o-mini", tin=100, tout=20, cache=0, cost=0.20, trace="c" * 32,
          span="0" * 15 + "2"),
     dict(start="2026-11-27T09:00:00", user="u1", feature="search", route="/search", session="s1", prompt="greet",
-         prompt_version="v2", model="gpt-4o", tin=150, tout=30, cache=50, cost=0.30, trace="d" * 32,
+         prompt_version="v2", model="gpt-4o", tin=150, tout=30, cache=50, saved=50 * GPT4O_SAVED, cost=0.30,
+         trace="d" * 32,
          span="0" * 15 + "3"),
     dict(start="2026-11-27T10:00:00", user="u1", feature="search", route="/search", session="s3", model="gpt-4o",
          tin=400, tout=40, cache=0, cost=0.40, estimated="no_usage_in_stream", trace="e" * 32, span="0" * 15 + "4"),
@@ -50,7 +53,8 @@ CALLS = [
          prompt_version="v2", model="acme-x", tin=250, tout=5, cache=0, cost=None, trace="f" * 32,
          span="0" * 15 + "5"),
     dict(start="2026-11-28T09:00:00", user="u2", feature="agent", route="/agent", session="s2", model="gpt-4o",
-         tin=200, tout=50, cache=100, cost=0.50, trace=T, span="0" * 15 + "6", parent=R, run=R, agent="support"),
+         tin=200, tout=50, cache=100, saved=100 * GPT4O_SAVED, cost=0.50, trace=T, span="0" * 15 + "6", parent=R,
+         run=R, agent="support"),
     dict(start="2026-11-28T09:00:01", user="u2", feature="agent", route="/agent", session="s2", model="gpt-4o-mini",
          tin=10, tout=5, cache=0, cost=0.05, trace=T, span="0" * 15 + "7", parent="0" * 15 + "6", run=R,
          agent="support"),
@@ -67,7 +71,7 @@ def ledger_row(call: dict) -> dict:
         "cache_creation_tokens": 0, "reasoning_tokens": 0, "has_usage": 1,
         "estimated": 1 if call.get("estimated") else 0, "estimate_reason": call.get("estimated"),
         "cost_usd": call["cost"], "priced": 0 if call["cost"] is None else 1, "status": "ok", "duration_s": 1.0,
-        "agent_run_id": call.get("run"), "agent_name": call.get("agent"),
+        "agent_run_id": call.get("run"), "agent_name": call.get("agent"), "cache_saved_usd": call.get("saved"),
         **{key: call.get(key) for key in ("user", "feature", "route", "session", "prompt", "prompt_version")},
         "attrs": json.dumps({k: call[k] for k in ("user", "feature", "route", "session", "prompt",
                                                     "prompt_version") if call.get(k)}),
@@ -170,6 +174,7 @@ def run_report(request, ledger_dir, rollup_dir, chdb_session):
         table = table_for(engine_name.split("-", 1)[1])
         return engine.on_chdb(chdb_session, query, table, since_ns, until_ns)
 
+    run.engine = engine_name
     return run
 
 
@@ -252,6 +257,9 @@ def test_cache(run_report):
     assert [(r["model"], r["calls"], r["input_tokens"], r["cache_read_tokens"]) for r in got] == [
         ("gpt-4o", 3, 750, 150), ("acme-x", 1, 250, 0), ("gpt-4o-mini", 3, 210, 0)]
     assert [r["cache_read_share"] for r in got] == pytest.approx([150 / 750, 0, 0])
+    # The saving is computed by the embedded writer from the price table; spans in ClickHouse do not carry it.
+    saved = 150 * GPT4O_SAVED if run_report.engine.startswith("sqlite") else 0
+    assert [r["saved_usd"] for r in got] == pytest.approx([saved, 0, 0])
 
 
 def test_unpriced_and_estimated(run_report):

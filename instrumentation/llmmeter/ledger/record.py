@@ -69,6 +69,7 @@ def row(record: Any, service: str | None) -> tuple[Any, ...]:
         record.cost_source,
         _text(get(names.LLMMETER_PRICE_TABLE_VERSION)),
         _text(get(names.LLMMETER_PRICE_MODEL)),
+        _cache_saved(record),
         record.status,
         record.error_type,
         record.duration_s,
@@ -80,6 +81,23 @@ def row(record: Any, service: str | None) -> tuple[Any, ...]:
         json.dumps(attribution, sort_keys=True, separators=(",", ":")) if attribution else None,
         schema.SCHEMA_VERSION,
     )
+
+
+def _cache_saved(record: Any) -> float | None:
+    """What the provider's prompt cache saved on this call: the cache-read tokens at the input price minus at the
+    cache-read price (the shipped price table, as the call was priced). None without those two prices."""
+    if not record.cache_read:
+        return 0.0 if record.priced else None
+    try:
+        from llmmeter.pricing import get_price_table
+
+        target = get_price_table().target(record.provider, record.model)
+        entry = target[1] if target is not None else None
+        if entry is None or entry.input is None or entry.cache_read is None:
+            return None
+        return record.cache_read * (entry.input - entry.cache_read)
+    except Exception:
+        return None
 
 
 def service_of(span: Any) -> str | None:

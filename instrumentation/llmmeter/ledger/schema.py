@@ -45,6 +45,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cost_source", "TEXT", "local (llmmeter's price table) | provider | foreign (another instrumentor's)"),
     ("price_table_version", "TEXT", "version of the price table that priced it"),
     ("price_model", "TEXT", "the price-table entry used"),
+    ("cache_saved_usd", "REAL", "USD the provider's prompt cache saved: cache-read tokens x (input - cache-read "
+     "price); NULL when the model has no such prices"),
     ("status", "TEXT", "ok | error | blocked"),
     ("error_type", "TEXT", "`error.type` of a failed call"),
     ("duration_s", "REAL", "call duration, seconds"),

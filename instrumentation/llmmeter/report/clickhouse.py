@@ -188,6 +188,7 @@ def calls_cte(table: str, since_ns: int | None = None, until_ns: int | None = No
             CAST(NULL AS Nullable(String))) AS cost_source,
     {_text(names.LLMMETER_PRICE_TABLE_VERSION)} AS price_table_version,
     {_text(names.LLMMETER_PRICE_MODEL)} AS price_model,
+    CAST(NULL AS Nullable(Float64)) AS cache_saved_usd,
     if({_a(names.LLMMETER_BLOCKED)} = 'true', 'blocked',
        if({_a(names.ERROR_TYPE)} != '' OR StatusCode = 'Error', 'error', 'ok')) AS status,
     {_text(names.ERROR_TYPE)} AS error_type,

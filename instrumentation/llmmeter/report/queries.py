@@ -225,19 +225,21 @@ ORDER BY COALESCE(jump, -1000000000) DESC, p, first_ns"""
 
 
 def cache(dialect: str) -> Query:
-    """Provider prompt-cache use per provider and model: share of input tokens read from the cache."""
+    """Provider prompt-cache use per provider and model: share of input tokens read from the cache, and the USD
+    it saved (embedded ledger; on ClickHouse the saving is not on the span, so 0)."""
     sql = f"""
 SELECT COALESCE(provider, '{NONE_KEY}') AS prov, COALESCE(model, '{NONE_KEY}') AS m, COUNT(*) AS n_calls,
        SUM(COALESCE(input_tokens, 0)) AS sum_input,
        SUM(COALESCE(cache_read_tokens, 0)) AS sum_cache_read,
        SUM(COALESCE(cache_creation_tokens, 0)) AS sum_cache_creation,
        1.0 * SUM(COALESCE(cache_read_tokens, 0)) / NULLIF(SUM(COALESCE(input_tokens, 0)), 0) AS read_share,
+       SUM(COALESCE(cache_saved_usd, 0)) AS sum_saved,
        SUM(COALESCE(cost_usd, 0)) AS sum_cost
 FROM calls
 GROUP BY prov, m
 ORDER BY sum_cache_read DESC, sum_input DESC, prov, m"""
     return Query("cache", sql, ("provider", "model", "calls", "input_tokens", "cache_read_tokens",
-                                "cache_creation_tokens", "cache_read_share", "cost_usd"))
+                                "cache_creation_tokens", "cache_read_share", "saved_usd", "cost_usd"))
 
 
 def unpriced(dialect: str) -> Query:
