@@ -424,3 +424,48 @@ def test_outcomes_report_cost_per_successful_outcome(pipeline):
     result = subprocess.run([sys.executable, "-m", "llmmeter.cli", "report", "outcomes", "--clickhouse",
                              "http://127.0.0.1:9"], capture_output=True, text=True)
     assert result.returncode == 2 and "only on the embedded ledger" in result.stderr
+
+
+def test_app_cache_lookups_counted_and_in_the_ledger(pipeline):
+    _tracer_provider, processor, _reader, directory = pipeline
+    from llmmeter import _providers
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    _providers.use(meter_provider=meter_provider)
+    try:
+        answers = {"known question": "cached answer"}
+
+        @llmmeter.cached("faq", model="gpt-4o-mini")
+        def lookup(question: str) -> str | None:
+            return answers.get(question)
+
+        with llmmeter.attributes(feature="faq-bot"):
+            assert lookup("known question") == "cached answer"  # the function's result is untouched
+            assert lookup("new question") is None
+            llmmeter.record_cache(True, "semantic", model="gpt-4o-mini", input_tokens=1000, output_tokens=200)
+            llmmeter.record_cache(True, "semantic", model="acme-unknown-model", input_tokens=10)
+            llmmeter.record_cache(False, "semantic")
+        with pytest.raises(ValueError, match="hit must be True or False"):
+            llmmeter.record_cache("yes", "semantic")  # type: ignore[arg-type]
+        points = [p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                  for m in sm.metrics if m.name == names.METRIC_APP_CACHE_LOOKUPS for p in m.data.data_points]
+    finally:
+        _providers.use()
+        meter_provider.shutdown()
+    counted = {(p.attributes[names.LABEL_APP_CACHE], p.attributes[names.LABEL_APP_CACHE_RESULT]): p.value
+               for p in points}
+    assert counted == {("faq", "hit"): 1, ("faq", "miss"): 1, ("semantic", "hit"): 2, ("semantic", "miss"): 1}
+    processor.shutdown()
+    result = subprocess.run([sys.executable, "-m", "llmmeter.cli", "report", "cache", "--app", "--format", "json",
+                             "--ledger", str(directory)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    got = {row["cache"]: row for row in json.loads(result.stdout)}
+    assert (got["semantic"]["lookups"], got["semantic"]["hits"], got["semantic"]["hits_without_estimate"]) == (3, 2, 1)
+    assert got["semantic"]["hit_rate"] == pytest.approx(2 / 3)
+    # The hit with a priced model: 1000 input and 200 output tokens of gpt-4o-mini at the documented rates.
+    assert got["semantic"]["saved_usd_estimated"] == pytest.approx(1000 * MINI_IN + 200 * MINI_OUT)
+    assert (got["faq"]["lookups"], got["faq"]["hits"], got["faq"]["saved_usd_estimated"]) == (2, 1, 0)
+    conn = sqlite3.connect(directory / FILE_NAME)
+    assert conn.execute("SELECT DISTINCT feature FROM llm_cache_lookups").fetchall() == [("faq-bot",)]
+    conn.close()

@@ -224,10 +224,15 @@ def report_prompts(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, 
 
 @report_app.command("cache")
 def report_cache(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
-                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
-    """Provider prompt-cache reads: share of input tokens served from the cache, per provider and model."""
+                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE,
+                 app_caches: bool = typer.Option(False, "--app", help="The app's own caches (llmmeter.record_cache)"),
+                 ) -> None:
+    """Provider prompt-cache reads (share of input, dollars saved) per provider and model; --app: the app's caches."""
     from llmmeter.report import queries
 
+    if app_caches:
+        _report("cache", queries.app_cache, fmt, since, between, ledger, clickhouse, table, "app caches")
+        return
     _report("cache", queries.cache, fmt, since, between, ledger, clickhouse, table, "provider prompt cache")
 
 

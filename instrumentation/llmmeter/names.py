@@ -163,6 +163,9 @@ RUN_STOPPED_BY = "llmmeter.run.stopped_by"  # on an invoke_agent span: the loop-
 RUN_ID = "llmmeter.run.id"
 RESOURCE_SERVICE_NAME = "service.name"
 LABEL_LEDGER_REASON = "llmmeter.ledger.reason"  # why ledger records were dropped: "queue_full" | "write_failed"
+# llmmeter.record_cache(): the app's own (semantic / exact) caches in front of the model.
+LABEL_APP_CACHE = "llmmeter.app_cache"  # the cache's name
+LABEL_APP_CACHE_RESULT = "llmmeter.app_cache.result"  # "hit" | "miss"
 
 # --- attribution --------------------------------------------------------------------------
 # Baggage keys are namespaced so llmmeter never reads another system's "user" entry by accident.
@@ -210,6 +213,7 @@ METRIC_AGENT_RUN_LLM_CALLS = "llmmeter.agent.run.llm_calls"  # histogram, {call}
 METRIC_LOOP_GUARD_TRIPS = "llmmeter.loop_guard.trips"  # counter, {trip}
 METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
 METRIC_LEDGER_DROPPED = "llmmeter.ledger.dropped"  # counter, {record}, by LABEL_LEDGER_REASON
+METRIC_APP_CACHE_LOOKUPS = "llmmeter.app_cache.lookups"  # counter, {lookup}, by LABEL_APP_CACHE(_RESULT)
 
 UNIT_TOKEN = "{token}"
 UNIT_SECONDS = "s"
@@ -268,6 +272,7 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
     METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
     METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
     METRIC_LEDGER_DROPPED: (KIND_COUNTER, "{record}"),
+    METRIC_APP_CACHE_LOOKUPS: (KIND_COUNTER, "{lookup}"),
 }
 
 

@@ -83,6 +83,27 @@ def _on_outcome(name: str, success: bool, count: int, values: dict[str, str], ag
         writer.add_outcome(row)
 
 
+def _on_cache(name: str, hit: bool, model: str | None, input_tokens: int | None, output_tokens: int | None,
+              values: dict[str, str]) -> None:
+    import json
+    import time
+
+    from llmmeter.ledger import schema
+
+    saved = None
+    if hit and model and (input_tokens or output_tokens):
+        from llmmeter.pricing import price_usage
+        from llmmeter.usage import Usage
+
+        cost = price_usage(None, model, Usage(input=input_tokens, output=output_tokens))
+        saved = float(cost.usd) if cost.priced and cost.usd is not None else None
+    row = (time.time_ns(), name, 1 if hit else 0, model, input_tokens, output_tokens, saved,
+           *(values.get(key) for key in schema.ATTRIBUTION_COLUMNS),
+           json.dumps(values, sort_keys=True, separators=(",", ":")) if values else None)
+    for writer in _WRITERS:
+        writer.add_cache_lookup(row)
+
+
 def attach(processor: Any, directory: str | os.PathLike[str], meter: Any = None) -> LedgerSink:
     """Write every call ``processor`` counts to the ledger in ``directory`` (idempotent per processor)."""
     for sink in processor.sinks:
@@ -95,6 +116,7 @@ def attach(processor: Any, directory: str | os.PathLike[str], meter: Any = None)
     from llmmeter import hooks
 
     hooks.register_outcome(_on_outcome)
+    hooks.register_cache(_on_cache)
     if meter is not None:
         from opentelemetry.metrics import Observation
 

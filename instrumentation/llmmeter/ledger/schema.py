@@ -125,6 +125,29 @@ def outcome_insert_statement() -> str:
     return f"INSERT INTO {OUTCOMES_TABLE} ({', '.join(OUTCOME_COLUMN_NAMES)}) VALUES ({marks})"
 
 
+# --- app-level cache lookups ---------------------------------------------------------------------------------
+# One row per llmmeter.record_cache(): the app's own cache answered (hit) or not. A hit's `saved_usd` is what the
+# call it replaced would have cost at the price table's rates for the model and token counts given (an estimate).
+CACHE_TABLE = "llm_cache_lookups"
+CACHE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("time_ns", "INTEGER"),
+    ("cache", "TEXT"),
+    ("hit", "INTEGER"),
+    ("model", "TEXT"),
+    ("input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("saved_usd", "REAL"),
+    *((key, "TEXT") for key in ATTRIBUTION_COLUMNS),
+    ("attrs", "TEXT"),
+)
+CACHE_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _type in CACHE_COLUMNS)
+
+
+def cache_insert_statement() -> str:
+    marks = ", ".join("?" for _ in CACHE_COLUMN_NAMES)
+    return f"INSERT INTO {CACHE_TABLE} ({', '.join(CACHE_COLUMN_NAMES)}) VALUES ({marks})"
+
+
 def create_statements() -> list[str]:
     """DDL of a ledger file. The unique key makes re-inserting a row a no-op (no duplicates, ever)."""
     cols = ",\n  ".join(f"{name} {sqltype}" for name, sqltype, _doc in COLUMNS)
@@ -136,6 +159,7 @@ def create_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE} (key TEXT NOT NULL, hour INTEGER NOT NULL, value TEXT NOT NULL, "
         f"{sums}, PRIMARY KEY (key, hour, value)) WITHOUT ROWID",
         f"CREATE TABLE IF NOT EXISTS {OUTCOMES_TABLE} ({', '.join(f'{n} {t}' for n, t in OUTCOME_COLUMNS)})",
+        f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} ({', '.join(f'{n} {t}' for n, t in CACHE_COLUMNS)})",
     ]
 
 

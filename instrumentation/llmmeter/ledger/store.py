@@ -58,6 +58,7 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     selects: list[str] = []
     rollups: list[str] = []
     outcomes: list[str] = []
+    lookups: list[str] = []
     for path in _ledger_files(directory):
         if len(store.files) >= MAX_FILES:
             store.problems.append(f"{path}: not read (more than {MAX_FILES} ledger files in {directory})")
@@ -83,6 +84,10 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
         if have_outcomes:
             ocols = ", ".join(n if n in have_outcomes else f"NULL AS {n}" for n in schema.OUTCOME_COLUMN_NAMES)
             outcomes.append(f"SELECT {ocols} FROM {alias}.{schema.OUTCOMES_TABLE}")
+        have_lookups = {row[1] for row in conn.execute(f"PRAGMA {alias}.table_info({schema.CACHE_TABLE})")}
+        if have_lookups:
+            lcols = ", ".join(n if n in have_lookups else f"NULL AS {n}" for n in schema.CACHE_COLUMN_NAMES)
+            lookups.append(f"SELECT {lcols} FROM {alias}.{schema.CACHE_TABLE}")
         if _rollup_complete(conn, alias):
             rollups.append(f"SELECT * FROM {alias}.{schema.ROLLUP_TABLE}")
     if not selects:
@@ -101,6 +106,10 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
         outcomes.append("SELECT " + ", ".join(f"NULL AS {n}" for n in schema.OUTCOME_COLUMN_NAMES) + " WHERE 0")
     window = " AND ".join(w.replace("start_ns", "time_ns") for w in where)
     conn.execute(f"CREATE TEMP VIEW outcomes AS SELECT * FROM ({' UNION ALL '.join(outcomes)})"
+                 + (f" WHERE {window}" if window else ""))
+    if not lookups:
+        lookups.append("SELECT " + ", ".join(f"NULL AS {n}" for n in schema.CACHE_COLUMN_NAMES) + " WHERE 0")
+    conn.execute(f"CREATE TEMP VIEW cache_lookups AS SELECT * FROM ({' UNION ALL '.join(lookups)})"
                  + (f" WHERE {window}" if window else ""))
     union = "\nUNION ALL\n".join(selects)
     conn.execute(

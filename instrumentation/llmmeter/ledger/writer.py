@@ -115,9 +115,11 @@ class LedgerWriter:
         self.dropped: dict[str, int] = {REASON_QUEUE_FULL: 0, REASON_WRITE_FAILED: 0}
         self.written = 0
         self._queue: deque[tuple[Any, ...]] = deque()
-        self._outcomes: deque[tuple[Any, ...]] = deque()  # record_outcome() rows, written with the next batch
+        # (INSERT statement, row) of record_outcome() / record_cache() rows, written with the next batch.
+        self._outcomes: deque[tuple[str, tuple[Any, ...]]] = deque()
         self._insert = schema.insert_statement()
         self._insert_outcome = schema.outcome_insert_statement()
+        self._insert_cache = schema.cache_insert_statement()
         self._conn: sqlite3.Connection | None = None
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -141,10 +143,17 @@ class LedgerWriter:
 
     def add_outcome(self, row: tuple[Any, ...]) -> None:
         """Queue one outcome row (same bound and drop counting as calls). Never raises, never blocks."""
+        self._add_other(self._insert_outcome, row)
+
+    def add_cache_lookup(self, row: tuple[Any, ...]) -> None:
+        """Queue one app-cache lookup row (same bound and drop counting as calls). Never raises, never blocks."""
+        self._add_other(self._insert_cache, row)
+
+    def _add_other(self, statement: str, row: tuple[Any, ...]) -> None:
         if len(self._outcomes) >= self.max_queued or self._closed:
             self.dropped[REASON_QUEUE_FULL] += 1
             return
-        self._outcomes.append(row)
+        self._outcomes.append((statement, row))
         if self._thread is None:
             self._start()
 
@@ -159,7 +168,7 @@ class LedgerWriter:
                 written += self._write(rows, outcomes)
         return written
 
-    def _write(self, rows: list[tuple[Any, ...]], outcomes: list[tuple[Any, ...]] | None = None) -> int:
+    def _write(self, rows: list[tuple[Any, ...]], outcomes: list[tuple[str, tuple[Any, ...]]] | None = None) -> int:
         outcomes = outcomes or []
         try:
             conn = self._conn
@@ -169,8 +178,8 @@ class LedgerWriter:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(self._insert, rows)
-                if outcomes:
-                    conn.executemany(self._insert_outcome, outcomes)
+                for statement, row in outcomes:
+                    conn.execute(statement, row)
                 roll_up(conn)
                 conn.execute("COMMIT")
             except BaseException:
@@ -239,8 +248,8 @@ class LedgerWriter:
         self._thread = None
 
 
-def _take(queue: deque[tuple[Any, ...]], n: int) -> list[tuple[Any, ...]]:
-    rows: list[tuple[Any, ...]] = []
+def _take(queue: deque[Any], n: int) -> list[Any]:
+    rows: list[Any] = []
     pop = queue.popleft
     try:
         for _ in range(n):

@@ -242,6 +242,22 @@ ORDER BY sum_cache_read DESC, sum_input DESC, prov, m"""
                                 "cache_creation_tokens", "cache_read_share", "saved_usd", "cost_usd"))
 
 
+def app_cache(dialect: str) -> Query:
+    """The app's own caches (llmmeter.record_cache): lookups, hits, hit rate, and the estimated USD the hits saved.
+    Embedded ledger only (lookups are not spans)."""
+    if dialect != SQLITE:
+        raise ValueError("cache --app: only on the embedded ledger (app cache lookups are not spans)")
+    sql = """
+SELECT cache AS c, COUNT(*) AS n_lookups, SUM(hit) AS n_hits, 1.0 * SUM(hit) / COUNT(*) AS hit_rate,
+       SUM(COALESCE(saved_usd, 0)) AS sum_saved,
+       SUM(CASE WHEN hit = 1 AND saved_usd IS NULL THEN 1 ELSE 0 END) AS n_unpriced
+FROM cache_lookups
+GROUP BY c
+ORDER BY sum_saved DESC, n_lookups DESC, c"""
+    return Query("app_cache", sql, ("cache", "lookups", "hits", "hit_rate", "saved_usd_estimated",
+                                    "hits_without_estimate"))
+
+
 def unpriced(dialect: str) -> Query:
     """Calls without a known cost (no price for the model), by provider and model: what the totals miss."""
     sql = f"""
