@@ -50,6 +50,7 @@ class CountingServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 256  # listen() backlog: 50 callers connect at once (socketserver's default is 5)
 
     def __init__(self, prompt_tokens: int = 10, completion_tokens: int = 5, model: str = "gpt-4o-mini") -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
