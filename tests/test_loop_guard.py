@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import sys
+import threading
+import time
 
 import llmmeter.agents as agents
 import pytest
@@ -65,18 +66,30 @@ def test_max_llm_calls_2_says_2_sent_and_the_third_refused(tel):
                                "this call was refused")
 
 
+class _YieldingLock:
+    """The run's lock, yielding the CPU after every release: any gap between two acquisitions (a check in
+    one, the increment in the next) is then a gap other threads do run in, every time, not by luck."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _YieldingLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        time.sleep(0.002)  # not a timing assertion: only widens the window a two-step check would leave
+
+
 def test_max_llm_calls_check_and_increment_are_atomic_under_threads(tel):
     """50 threads share one run (its context copied into each) with max_llm_calls=5; the server holds
     every admitted call open, so all 50 decide while 0..5 are in flight: exactly 5 are sent."""
     client = tel.server.client()
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a read-then-increment race shows
-    try:
-        with agents.agent("crowd", max_llm_calls=5, mode="hard") as run:
-            ctx = contextvars.copy_context()
-            sent, refused = wave(tel.server, client, 50, lambda c: ctx.copy().run(chat, c), AgentLoopDetected)
-    finally:
-        sys.setswitchinterval(previous)
+    with agents.agent("crowd", max_llm_calls=5, mode="hard") as run:
+        run._lock = _YieldingLock()
+        ctx = contextvars.copy_context()
+        sent, refused = wave(tel.server, client, 50, lambda c: ctx.copy().run(chat, c), AgentLoopDetected)
     assert (sent, refused) == (5, 45)
     assert run.llm_calls == 5 and tel.server.requests == 5
 
