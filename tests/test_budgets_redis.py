@@ -262,7 +262,7 @@ def test_hard_token_budget_holds_with_50_concurrent_callers_on_redis(tel, redis_
     assert float(raw.hget(key, "r")) == 0  # every reservation released
 
 
-def test_classify_ci_variable_does_not_skip(monkeypatch):
+def test_ci_1_makes_a_missing_redis_server_a_failure(monkeypatch):
     """CI=1 (what many CI systems set) makes a missing redis-server a failure, not a skip."""
     monkeypatch.setenv("CI", "1")
     monkeypatch.setattr(shutil, "which", lambda name: None)
