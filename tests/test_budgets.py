@@ -414,3 +414,37 @@ def test_preflight_tokenizes_only_when_the_decision_depends_on_it(tel, monkeypat
         assert not errors and server.requests == 6
     assert counted == [len("user\n" + "hello " * 20)]
     assert budgets.enforcer().preflight_tokenizations == 1
+
+
+def test_reservation_bounds_by_hand():
+    """The bound of one call, from its RequestInfo (the translator's output), worked by hand."""
+    from llmmeter.budgets.preflight import DEFAULT_OUTPUT_TOKENS, OutputBounds, Preflight
+    from llmmeter.call import RequestInfo
+
+    def request(operation="chat", prompt="user\nhello world", **attrs):
+        return RequestInfo(provider="openai", operation=operation, model="gpt-4o-mini", attributes=attrs,
+                           prompt_text=lambda: prompt)
+
+    outputs = OutputBounds()
+    # No max_tokens, nothing learned: 25 + 4096.
+    assert Preflight(request(), outputs).amount("tokens") == BOUND_INPUT + DEFAULT_OUTPUT_TOKENS == 25 + 4096
+    # max_tokens=50 and n=3 choices: 25 + 150; in dollars at the documented rates.
+    three = Preflight(request(**{names.REQUEST_MAX_TOKENS: 50, names.REQUEST_CHOICE_COUNT: 3}), outputs)
+    assert three.amount("tokens") == 175
+    assert three.amount("usd") == pytest.approx(25 * IN_RATE + 150 * OUT_RATE)
+    assert three.amount("calls") == 1.0
+    # An embedding has no output: its prompt's bound only ("hello world": 11 bytes + 3 + 3).
+    assert Preflight(request("embeddings", "hello world"), outputs).amount("tokens") == 17
+    # Non-ASCII counts UTF-8 bytes: "josé" is 5 bytes, + 3 + 3.
+    assert Preflight(request("embeddings", "josé"), outputs).amount("tokens") == 11
+    # Learned: 7 outputs are not enough; the 8th makes the largest of them the bound, per choice.
+    for output in (3, 9, 4, 2, 5, 1, 6):
+        outputs.observe("gpt-4o-mini", output)
+    assert Preflight(request(), outputs).output == DEFAULT_OUTPUT_TOKENS
+    outputs.observe("gpt-4o-mini", 14, choices=2)  # 7 per choice
+    assert Preflight(request(), outputs).output == 9
+    assert Preflight(request(**{names.REQUEST_CHOICE_COUNT: 2}), outputs).output == 18
+    # The precise count is tiktoken's (4 tokens for "user\nhello world") + 9, never above the bound.
+    call = Preflight(request(**{names.REQUEST_MAX_TOKENS: 5}), outputs)
+    assert call.amount("tokens") == 30 and call.amount("tokens", precise=True) == PRECISE_INPUT + 5 == 18
+    assert call.tokenized

@@ -7,8 +7,8 @@ their prompt all fit and then overshoot together. The bound of one call is
   byte-level BPE covers at least one byte: an upper bound with no tokenizer; see
   :func:`llmmeter.estimate.prompt_token_bound`). Tiktoken runs only when that bound does not fit beside
   the calls in flight and a precise count might (:meth:`Preflight.amount` with ``precise=True``);
-* output: ``max_tokens`` (``max_completion_tokens``, ``max_output_tokens``...) times the number of
-  choices when the request sets it (a hard bound); else the largest output this process has seen for the
+* output: none for embeddings; ``max_tokens`` (``max_completion_tokens``, ``max_output_tokens``...) times
+  the number of choices when the request sets it (a hard bound); else the largest output this process has seen for the
   model in its last :data:`LEARNED_WINDOW` calls, once it has seen :data:`LEARNED_MIN_SAMPLES`; else
   :data:`DEFAULT_OUTPUT_TOKENS`;
 * dollars: those token bounds priced with :func:`llmmeter.pricing.price_usage` at the model's input and
@@ -96,7 +96,9 @@ class Preflight:
         attrs = request.attributes or {}
         choices = _positive_int(attrs.get(names.REQUEST_CHOICE_COUNT)) or 1
         max_tokens = _positive_int(attrs.get(names.REQUEST_MAX_TOKENS))
-        if max_tokens is not None:
+        if request.operation == names.OP_EMBEDDINGS:  # an embedding has no output tokens
+            per_choice, self.output_source = 0, SOURCE_MAX_TOKENS
+        elif max_tokens is not None:
             per_choice, self.output_source = max_tokens, SOURCE_MAX_TOKENS
         else:
             per_choice, self.output_source = outputs.bound(request.model)
