@@ -112,7 +112,8 @@ _WORKER = textwrap.dedent("""
 
     redis_url, base_url, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
     OpenAIInstrumentor().instrument(tracer_provider=TracerProvider())
-    budgets.configure(store=budgets.RedisStore(redis_url), on_store_error="closed")
+    # A generous socket timeout: on a loaded CI machine a 0.5 s timeout fails closed (a refusal) by chance.
+    budgets.configure(store=budgets.RedisStore(redis_url, timeout=10.0), on_store_error="closed")
     budgets.add("tenant=acme: 6 calls/day hard")
     client = openai.OpenAI(base_url=base_url, api_key="k", max_retries=0)
     lock = threading.Lock()
@@ -238,7 +239,7 @@ def test_hard_token_budget_holds_with_50_concurrent_callers_on_redis(tel, redis_
     """The in-memory test's scenario (tests/test_budgets.py, worked by hand there) on the Redis store:
     waves of 50 threads against a hard 1,000-token budget; the Lua script applies the same admission rule,
     so the same calls are admitted and spend ends at the limit plus one call's overrun."""
-    budgets.configure(store=budgets.RedisStore(redis_url, prefix="waves:"), on_store_error="closed")
+    budgets.configure(store=budgets.RedisStore(redis_url, prefix="waves:", timeout=10.0), on_store_error="closed")
     budget = budgets.add("tenant=acme: 1000 tokens/day hard")
 
     def call(client):
