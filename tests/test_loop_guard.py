@@ -11,7 +11,7 @@ import time
 import llmmeter.agents as agents
 import pytest
 from guard_support import CountingServer, chat, guarded, wave
-from llmmeter import names
+from llmmeter import hooks, names
 from llmmeter.errors import AgentLoopDetected
 from llmmeter.hooks import GuardError
 
@@ -94,9 +94,10 @@ def test_max_llm_calls_check_and_increment_are_atomic_under_threads(tel):
     assert run.llm_calls == 5 and tel.server.requests == 5
 
 
-def test_a_call_refused_by_a_budget_does_not_count_toward_max_llm_calls(telemetry):
+@pytest.mark.parametrize("budget_first", [False, True], ids=["agent_hooks_first", "budget_hooks_first"])
+def test_a_call_refused_by_a_budget_does_not_count_toward_max_llm_calls(telemetry, budget_first):
     """Whatever the sampler: with ALWAYS_OFF the spans record nothing, and the refusal must still be known.
-    The agent's hooks run first (the agent is entered before the budget is added)."""
+    Hooks run in registration order: whichever guard runs first, the budget's refusal is not a run call."""
     import llmmeter.attribution as attribution
     from llmmeter import budgets
     from llmmeter.errors import BudgetExceeded
@@ -108,8 +109,16 @@ def test_a_call_refused_by_a_budget_does_not_count_toward_max_llm_calls(telemetr
         OpenAIInstrumentor().uninstrument()
         OpenAIInstrumentor().instrument(tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
         client = server.client()
+        if budget_first:
+            hooks.BEFORE_CALL[:] = [h for h in hooks.BEFORE_CALL if getattr(h, "__module__", "") != agents.__name__]
+            budgets.add("tenant=acme: 1 calls/day hard")
+            agents._install()
         with attribution.attributes(tenant="acme"), agents.agent("bot", max_llm_calls=2) as run:
             budgets.add("tenant=acme: 1 calls/day hard")
+            names_in_order = [getattr(h, "__module__", "") for h in hooks.BEFORE_CALL]
+            agent_at, budget_at = names_in_order.index(agents.__name__), names_in_order.index(
+                "llmmeter.budgets.enforcement")
+            assert (budget_at < agent_at) == budget_first
             chat(client)
             with pytest.raises(BudgetExceeded):
                 chat(client)  # refused by the budget: not sent, not an LLM call of the run
