@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, budgets, config, estimate, summary
+from llmmeter import _providers, budgets, config, estimate, sampling, summary
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -72,6 +72,7 @@ def configure(
             provider.add_span_processor(processor)
             summary.register(processor.tally, settings.summary)
             estimate.warm_up()
+        sampling.record_genai_spans(provider)  # counted whatever the sampler decides (llmmeter.sampling)
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
     budgets.configure_from_env_once()
