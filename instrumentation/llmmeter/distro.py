@@ -27,7 +27,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 from opentelemetry.sdk.trace import TracerProvider
 
-from llmmeter import config, estimate, sampling, summary
+from llmmeter import config, estimate, sampling, shutdown, summary
 from llmmeter.config import ConfigError, Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -109,7 +109,7 @@ def _activate(processor: LLMMeterSpanProcessor, tracer_provider: Any = None) -> 
     """What every setup path does once a processor is attached: exit summary, tokenizer warm-up, and
     GenAI spans recorded whatever the sampler decides (:mod:`llmmeter.sampling`)."""
     sampling.record_genai_spans(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
-    summary.register(processor.tally, processor.settings.summary)
+    shutdown.register(processor, tracer_provider)  # bounded exit export, then the summary
     estimate.warm_up()  # background thread: estimates are ready by the first stream without usage
 
 
