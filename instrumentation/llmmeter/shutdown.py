@@ -174,8 +174,8 @@ def export_within(processor: Any, tracer_provider: Any, meter_provider: Any, tim
     deadline = time.monotonic() + timeout_s
     threads: list[tuple[str, threading.Thread]] = []
     for kind, provider in (("traces", tracer_provider), ("metrics", meter_provider)):
-        if provider is None:
-            continue
+        if provider is None or getattr(provider, "_shutdown", False) is True:
+            continue  # none, or the app shut it down already (a second shutdown only logs a warning)
         shutdown = provider.shutdown
         atexit.unregister(shutdown)  # the SDK's own handler would wait again, unbounded
         thread = threading.Thread(target=_quietly(shutdown), name=f"llmmeter-exit-{kind}", daemon=True)
