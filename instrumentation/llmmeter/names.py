@@ -239,3 +239,12 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+
+# --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
+# Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside
+# llmmeter: two records per call), so a query over those histograms keeps llmmeter's scope. Prometheus
+# exporters add the scope name as the ``otel_scope_name`` label (OTel spec, compatibility/
+# prometheus_and_openmetrics.md; opentelemetry-exporter-prometheus does, see tests/test_dashboards_dedup.py).
+OTEL_SCOPE_NAME = "otel.scope.name"
+LLMMETER_SCOPE = "llmmeter"  # the meter name of llmmeter's span processor and guard telemetry
