@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -117,6 +118,7 @@ def test_the_knob_sets_the_budget(tmp_path: Path, silent_collector: int) -> None
 
 class _Collector(BaseHTTPRequestHandler):
     paths: ClassVar[list[str]] = []
+    status: ClassVar[int] = 200
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -124,27 +126,44 @@ class _Collector(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).paths.append(self.path)
-        self.send_response(200)
+        self.send_response(type(self).status)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
 
-def test_summary_says_what_actually_happened_when_export_worked(tmp_path: Path) -> None:
-    _Collector.paths = []
+@contextmanager
+def collector(status: int) -> Iterator[int]:
+    """A local OTLP/HTTP endpoint answering every export with ``status``; yields its port."""
+    _Collector.paths, _Collector.status = [], status
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        port = server.server_address[1]
-        _elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_SUMMARY="always")
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_summary_says_what_actually_happened_when_export_worked(tmp_path: Path) -> None:
+    with collector(200) as port:
+        _elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_SUMMARY="always")
     assert "/v1/traces" in _Collector.paths and "/v1/metrics" in _Collector.paths  # it did arrive
     assert (f"spans and metrics were exported through OTLPSpanExporter -> http://127.0.0.1:{port}/v1/traces, "
             f"OTLPMetricExporter -> http://127.0.0.1:{port}/v1/metrics") in " ".join(err.split())
-    assert "not exported" not in err
+    assert "not exported" not in err and "export failed" not in err
+
+
+def test_a_refused_export_is_named_once(tmp_path: Path) -> None:
+    """A collector that answers 400 (not retried): the export fails fast, and llmmeter says so."""
+    with collector(400) as port:
+        _elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}")
+    assert "/v1/traces" in _Collector.paths and "/v1/metrics" in _Collector.paths
+    (line,) = [line for line in err.splitlines() if line.startswith("llmmeter: ") and "export failed" in line]
+    assert f"OTLPSpanExporter -> http://127.0.0.1:{port}/v1/traces" in line
+    assert f"OTLPMetricExporter -> http://127.0.0.1:{port}/v1/metrics" in line
+    assert any("gpt-4o-mini" in row for row in err.splitlines())  # auto mode: the summary, the only record
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "100000"])
