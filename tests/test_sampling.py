@@ -92,6 +92,9 @@ def test_root_samplers_count_every_call_and_export_only_sampled_spans(make_pipel
             chat(client)
     assert server.requests == CALLS
     assert_counts_every_call(tel)
+    exported = {s.context.span_id for s in tel.spans()}
+    for point in tel.metric_points(names.METRIC_TOKEN_USAGE):  # an exemplar never names an unexported span
+        assert all(e.span_id in exported for e in point.exemplars if e.span_id)
 
     all_ids = llm_trace_ids(seen.spans)
     assert len(all_ids) == CALLS  # every call's span was recorded (one trace each: the calls are roots)
