@@ -3,9 +3,9 @@
 Real apps under ``opentelemetry-instrument`` (the distro's OTLP/HTTP exporters) make one real openai call
 against a local server, then exit. The collector is (a) a closed port, (b) a TCP server that accepts
 connections and never answers, (c) a local HTTP server answering 200, for the "what actually happened"
-line. Exit time is measured from the app's last output to its exit and bounded by three times the
-documented default budget (an upper limit on a documented timeout, not a performance figure: without the
-bound the same apps took 14-17 s, the OTLP exporters' retries and timeouts).
+line. Exit time is measured from the app's last output to its exit and bounded by three times the budget
+plus the interpreter's own teardown (an upper limit on a documented timeout, not a performance figure:
+without the bound the same apps took 14-18 s, the OTLP exporters' retries and timeouts).
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ from llmmeter import config
 from llmmeter.config import ConfigError, Settings
 
 BIN = os.path.dirname(sys.executable)
-BOUND_S = 3 * config.DEFAULT_EXPORT_TIMEOUT_S
+KNOB_S = 2.0  # LLMMETER_EXPORT_TIMEOUT for the bounded-exit tests
+# The interpreter's own teardown of an instrumented process comes on top of any export budget: measured at
+# 1.5-3 s here (an empty program under opentelemetry-instrument, 2 loaded cores), so it is allowed for apart.
+TEARDOWN_S = 3.0
+BOUND_S = 3 * KNOB_S + TEARDOWN_S  # without the bound these apps exited after 14-18 s
 APP = textwrap.dedent(
     """
     import sys, openai
@@ -88,7 +92,7 @@ def silent_collector() -> Iterator[int]:
 def assert_named_once_with_summary(err: str, port: int) -> None:
     problem = [line for line in err.splitlines() if "not exported: the export did not finish within" in line]
     assert len(problem) == 1, err  # said once
-    assert "traces and metrics" in problem[0] and "(LLMMETER_EXPORT_TIMEOUT)" in problem[0]
+    assert "traces and metrics" in problem[0] and f"within {KNOB_S:g} s (LLMMETER_EXPORT_TIMEOUT)" in problem[0]
     assert f"OTLPSpanExporter -> http://127.0.0.1:{port}/v1/traces" in problem[0]
     assert f"OTLPMetricExporter -> http://127.0.0.1:{port}/v1/metrics" in problem[0]
     # auto mode prints the summary when the export failed: it is the run's only record
@@ -99,21 +103,21 @@ def assert_named_once_with_summary(err: str, port: int) -> None:
 
 def test_closed_port_exits_within_the_budget(tmp_path: Path) -> None:
     port = closed_port()
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}")
+    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}")
     assert elapsed < BOUND_S, f"exit took {elapsed:.1f} s"
     assert_named_once_with_summary(err, port)
 
 
 def test_collector_that_never_answers_costs_at_most_the_budget(tmp_path: Path, silent_collector: int) -> None:
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}")
+    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}")
     assert elapsed < BOUND_S, f"exit took {elapsed:.1f} s"
     assert_named_once_with_summary(err, silent_collector)
 
 
-def test_the_knob_sets_the_budget(tmp_path: Path, silent_collector: int) -> None:
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}", LLMMETER_EXPORT_TIMEOUT="1.5")
-    assert "within 1.5 s (LLMMETER_EXPORT_TIMEOUT)" in err
-    assert elapsed < 3 * 1.5 + BOUND_S  # well under the 14-17 s the exporters take on their own
+def test_the_default_budget_is_documented_and_applied(tmp_path: Path, silent_collector: int) -> None:
+    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}")
+    assert f"within {config.DEFAULT_EXPORT_TIMEOUT_S:g} s (LLMMETER_EXPORT_TIMEOUT)" in err
+    assert elapsed < 3 * config.DEFAULT_EXPORT_TIMEOUT_S + TEARDOWN_S
 
 
 class _Collector(BaseHTTPRequestHandler):
