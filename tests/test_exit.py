@@ -179,3 +179,37 @@ def test_bad_export_timeout_is_a_config_error(value: str) -> None:
 def test_export_timeout_is_read_in_seconds() -> None:
     assert Settings.from_env({config.ENV_EXPORT_TIMEOUT: "0.25"}).export_timeout_s == 0.25
     assert Settings.from_env({}).export_timeout_s == 3.0
+
+
+IN_CODE = textwrap.dedent(
+    """
+    import os, sys, openai, llmmeter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    sink = open(os.devnull, "w")
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sink)))
+    meter_provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(ConsoleMetricExporter(out=sink))])
+    llmmeter.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    client = openai.OpenAI(base_url=sys.argv[1], api_key="test-key", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    print("done", flush=True)
+    """
+)
+
+
+def test_exporters_configured_in_code_are_named_not_called_missing(tmp_path: Path) -> None:
+    """No OTLP endpoint, but the app exports in code: the summary says where the data went."""
+    app = tmp_path / "in_code.py"
+    app.write_text(IN_CODE)
+    with CountingServer(10, 5) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
+        result = subprocess.run([sys.executable, str(app), server.base_url], env=env, capture_output=True,
+                                text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    err = " ".join(result.stderr.split())
+    assert "spans and metrics were exported through ConsoleSpanExporter, ConsoleMetricExporter" in err
+    assert "not exported" not in err and "gpt-4o-mini" in err
