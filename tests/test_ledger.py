@@ -469,3 +469,32 @@ def test_app_cache_lookups_counted_and_in_the_ledger(pipeline):
     conn = sqlite3.connect(directory / FILE_NAME)
     assert conn.execute("SELECT DISTINCT feature FROM llm_cache_lookups").fetchall() == [("faq-bot",)]
     conn.close()
+
+
+def test_calls_the_sampler_dropped_are_in_the_ledger(tmp_path):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    processor = llmmeter.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False,
+                                   settings=config.Settings(summary="off"), ledger=str(tmp_path / "ledger"))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        with scripted(lambda request: Reply.json(completion("gpt-4o-mini", 30, 3))) as server:
+            client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+            with llmmeter.attributes(user="u-unsampled"):
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}])
+    finally:
+        instrumentor.uninstrument()
+        processor.shutdown()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+        config.set_settings(None)
+        from llmmeter import _providers
+
+        _providers.use()  # configure() pointed llmmeter's own telemetry at these providers
+    got = rows(tmp_path / "ledger")
+    assert [(r["user"], r["sampled"], r["input_tokens"], r["output_tokens"]) for r in got] == [
+        ("u-unsampled", 0, 30, 3)]
+    assert got[0]["cost_usd"] == pytest.approx(30 * MINI_IN + 3 * MINI_OUT)
