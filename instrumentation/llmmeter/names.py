@@ -239,3 +239,16 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+# --- agent frameworks (llmmeter.frameworks) ---------------------------------------------------------
+# On invoke_agent spans (and as a label of METRIC_AGENT_RUNS) when a framework instrumentor made the run.
+AGENT_FRAMEWORK = "llmmeter.agent.framework"  # "openai-agents" | "langgraph" | "pydantic-ai" | ...
+AGENT_STEP = "llmmeter.agent.step"  # a graph node / framework step name, on its span
+HANDOFF_FROM = "llmmeter.agent.handoff.from"  # on a handoff span: the agent handing off
+HANDOFF_TO = "llmmeter.agent.handoff.to"  # ... and the agent taking over
+GUARDRAIL_NAME = "llmmeter.agent.guardrail.name"
+GUARDRAIL_TRIGGERED = "llmmeter.agent.guardrail.triggered"  # bool: the guardrail's tripwire fired
+MCP_SERVER = "llmmeter.mcp.server"  # on execute_tool spans of MCP tools: the server's name
+FRAMEWORK_OPENAI_AGENTS = "openai-agents"
+FRAMEWORK_LANGGRAPH = "langgraph"
+FRAMEWORK_MCP = "mcp"
