@@ -13,19 +13,16 @@ import json
 import logging
 from contextlib import contextmanager
 
+import openai
 import pytest
-
-agents_sdk = pytest.importorskip("agents")  # the `agents` extra; installed by `make test`
-
-import openai  # noqa: E402
-from agents import Agent, RunConfig, Runner, function_tool, set_trace_processors  # noqa: E402
-from agents.models.openai_responses import OpenAIResponsesModel  # noqa: E402
-from guard_support import guarded  # noqa: E402
-from llmmeter import AgentLoopDetected, names  # noqa: E402
-from llmmeter.frameworks import _runs, clear_agent_guards, guards, set_agent_guard  # noqa: E402
-from llmmeter.frameworks.openai_agents import OpenAIAgentsInstrumentor  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
-from replay_server import Reply, load_cassette, replay, scripted  # noqa: E402
+from agents import Agent, RunConfig, Runner, function_tool, set_trace_processors
+from agents.models.openai_responses import OpenAIResponsesModel
+from guard_support import guarded
+from llmmeter import AgentLoopDetected, names
+from llmmeter.frameworks import _runs, clear_agent_guards, guards, set_agent_guard
+from llmmeter.frameworks.openai_agents import OpenAIAgentsInstrumentor
+from opentelemetry.trace import StatusCode
+from replay_server import Reply, load_cassette, replay, scripted
 
 CASSETTES = "openai-agents/tests/cassettes/test_openai_agents/"
 GPT41_IN, GPT41_OUT = 2.00 / 1e6, 8.00 / 1e6

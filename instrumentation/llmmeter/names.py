@@ -244,6 +244,7 @@ def metric_prometheus_name(metric: str) -> str:
 # On invoke_agent spans (and as a label of METRIC_AGENT_RUNS) when a framework instrumentor made the run.
 AGENT_FRAMEWORK = "llmmeter.agent.framework"  # "openai-agents" | "langgraph" | "pydantic-ai" | ...
 AGENT_STEP = "llmmeter.agent.step"  # a graph node / framework step name, on its span
+AGENT_STEP_INDEX = "llmmeter.agent.step.index"  # the graph's superstep number (LangGraph), on a step span
 HANDOFF_FROM = "llmmeter.agent.handoff.from"  # on a handoff span: the agent handing off
 HANDOFF_TO = "llmmeter.agent.handoff.to"  # ... and the agent taking over
 GUARDRAIL_NAME = "llmmeter.agent.guardrail.name"
