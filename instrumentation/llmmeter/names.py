@@ -253,3 +253,4 @@ MCP_SERVER = "llmmeter.mcp.server"  # on execute_tool spans of MCP tools: the se
 FRAMEWORK_OPENAI_AGENTS = "openai-agents"
 FRAMEWORK_LANGGRAPH = "langgraph"
 FRAMEWORK_MCP = "mcp"
+FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
