@@ -8,6 +8,7 @@ call always runs exactly as it would without llmmeter: same arguments (unless th
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,14 @@ class Translation:
         raise NotImplementedError
 
 
+# True while a wrapper that measures a whole call runs (LiteLLM, which may call a provider SDK underneath): the
+# provider SDK wrappers inside it pass through, so one call is one span, one price and one guard check.
+_inside_measured_call: contextvars.ContextVar[bool] = contextvars.ContextVar("llmmeter_measured_call", default=False)
+
+
 def begin_call(tracer: Tracer, translation: Translation, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
+    if _inside_measured_call.get():
+        return None
     try:
         request = translation.request(instance, args, kwargs)
     except Exception:
@@ -110,38 +118,50 @@ def unwrap_ours(cls: type, method: str) -> bool:
     return False
 
 
-def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+def sync_wrapper(
+    get_tracer: Callable[[], Tracer], translation: Translation, measured: bool = False
+) -> Callable[..., Any]:
+    """``measured``: this wrapper measures the whole call; provider SDK wrappers under it pass through."""
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
         token = call.activate()
+        inside = _inside_measured_call.set(True) if measured else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.finish(None, exc)
             raise
         finally:
+            if inside is not None:
+                _inside_measured_call.reset(inside)
             call.deactivate(token)
         return _handle_result(call, translation, result, SyncStreamProxy)
 
     return mark_ours(wrapper)
 
 
-def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+def async_wrapper(
+    get_tracer: Callable[[], Tracer], translation: Translation, measured: bool = False
+) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
         token = call.activate()
+        inside = _inside_measured_call.set(True) if measured else None
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.finish(None, exc)
             raise
         finally:
+            if inside is not None:
+                _inside_measured_call.reset(inside)
             call.deactivate(token)
         return _handle_result(call, translation, result, AsyncStreamProxy)
 
