@@ -324,3 +324,24 @@ def test_trace_config_does_not_matter_to_the_run_totals(tel):
     [root] = by_op(tel, names.OP_INVOKE_AGENT)
     assert root.attributes[names.RUN_TOOL_CALLS] == 1
     assert root.attributes[names.RUN_COST_USD] == pytest.approx(usd(173, 32))
+
+
+def test_beside_openinferences_agents_instrumentor_each_call_is_counted_once(tel):
+    """OpenInference's Agents SDK instrumentor makes its own `response` spans with `llm.token_count.*` for the
+    same model calls (from the SDK's tracing, not around the openai call): the cost is still counted once."""
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor as OpenInferenceAgents
+
+    other = OpenInferenceAgents()
+    # exclusive_processor=False: by default it replaces every Agents SDK trace processor (llmmeter's too) with its own
+    other.instrument(tracer_provider=tel.tracer_provider, exclusive_processor=False)
+    try:
+        with replay(CASSETTES + "test_agent_with_function_tool_spans.yaml") as server:
+            asyncio.run(Runner.run(weather_agent(server), "What is the weather in London?"))
+    finally:
+        other.uninstrument()
+    scopes = {s.instrumentation_scope.name for s in tel.spans()}
+    assert "openinference.instrumentation.openai_agents" in scopes  # the other instrumentor really ran
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(usd(173, 32))
+    [root] = by_op(tel, names.OP_INVOKE_AGENT)
+    assert root.attributes[names.RUN_LLM_CALLS] == 2
+    assert root.attributes[names.RUN_TOOL_CALLS] == 1  # llmmeter's processor still sees the tool
