@@ -49,9 +49,9 @@ def tel(telemetry):
             clear_agent_guards()
 
 
-def model(server) -> OpenAIResponsesModel:
+def model(server, name: str = "gpt-4.1") -> OpenAIResponsesModel:
     client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
-    return OpenAIResponsesModel(model="gpt-4.1", openai_client=client)
+    return OpenAIResponsesModel(model=name, openai_client=client)
 
 
 @function_tool
@@ -147,13 +147,13 @@ def test_streamed_run_ends_its_span_with_the_stream_and_carries_totals(tel):
         composer = Agent(
             name="Symphony Composer",
             instructions="You compose and arrange symphonic music pieces using your composition tools.",
-            tools=[compose_music], model=model(server),
+            tools=[compose_music], model=model(server, "gpt-4o"),
         )
         conductor = Agent(
             name="Conductor",
             instructions="You coordinate musical performances. When users ask for composition, hand off to the "
             "Symphony Composer.",
-            handoffs=[composer], model=model(server),
+            handoffs=[composer], model=model(server, "gpt-4o"),
         )
         result = Runner.run_streamed(conductor, "Can you create a new symphony in D major?")
         kinds = [event.type async for event in result.stream_events()]
@@ -168,13 +168,18 @@ def test_streamed_run_ends_its_span_with_the_stream_and_carries_totals(tel):
     # recording: 75+119+157 input, 16+38+30 output
     assert root.attributes[names.RUN_LLM_CALLS] == 3
     assert root.attributes[names.RUN_TOOL_CALLS] == 1
-    # The SDK streams through `responses.with_streaming_response`, whose body llmmeter's openai instrumentor
-    # does not read yet: each call is counted and priced once, from tiktoken estimates, and says so.
+    # The SDK streams through `responses.with_streaming_response`: measured from the stream's usage, exactly.
     llm = tel.llm_spans()
     assert len(llm) == 3
-    assert {s.attributes[names.LLMMETER_ESTIMATED_REASON] for s in llm} == {"no_usage_in_response"}
-    assert root.attributes[names.RUN_INPUT_TOKENS] == sum(s.attributes[names.USAGE_INPUT_TOKENS] for s in llm)
-    assert root.attributes[names.RUN_UNPRICED_CALLS] == 0
+    assert not any(s.attributes.get(names.LLMMETER_ESTIMATED) for s in llm)
+    # recording (response.completed usage): 75+119+157 input, 16+38+30 output tokens
+    assert root.attributes[names.RUN_INPUT_TOKENS] == 351
+    assert root.attributes[names.RUN_OUTPUT_TOKENS] == 84
+    # this recording was answered by gpt-4o-2024-08-06 (the response's model is what is priced): $2.50 / $10.00 per 1M
+    gpt4o = 351 * 2.50 / 1e6 + 84 * 10.00 / 1e6
+    assert {s.attributes[names.RESPONSE_MODEL] for s in llm} == {"gpt-4o-2024-08-06"}
+    assert root.attributes[names.RUN_COST_USD] == pytest.approx(gpt4o)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(gpt4o)
     assert root.status.status_code is not StatusCode.ERROR
 
 
