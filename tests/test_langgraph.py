@@ -187,3 +187,32 @@ def test_uninstrument_leaves_graphs_alone(tel):
         graph(server).invoke({"messages": [HumanMessage("x")]})
     assert by_op(tel, names.OP_INVOKE_AGENT) == [] and by_op(tel, names.OP_EXECUTE_TOOL) == []
     assert len(tel.llm_spans()) == 2
+
+
+def test_langchain_anthropic_model_calls_are_priced_once_by_the_anthropic_instrumentor(tel):
+    """langchain-anthropic -> the real anthropic SDK -> llmmeter's anthropic instrumentor, inside the graph run.
+    Recording: claude-3-opus-20240229, 17 input / 220 output tokens at $15 / $75 per 1M
+    (https://docs.anthropic.com/en/docs/about-claude/pricing)."""
+    from langchain_anthropic import ChatAnthropic
+    from llmmeter.instrumentors.anthropic import AnthropicInstrumentor
+    from replay_server import replay
+
+    anthropic_instrumentor = AnthropicInstrumentor()
+    anthropic_instrumentor.instrument(tracer_provider=tel.tracer_provider)
+    try:
+        with replay("anthropic/tests/cassettes/test_messages/test_anthropic_message_create_legacy.yaml") as server:
+            llm = ChatAnthropic(model="claude-3-opus-20240229", base_url=server.base_url, api_key="test-key",
+                                max_retries=0, max_tokens=1024)
+            builder = StateGraph(MessagesState)
+            builder.add_node("write", lambda state: {"messages": [llm.invoke(state["messages"])]})
+            builder.add_edge(START, "write")
+            builder.add_edge("write", END)
+            builder.compile(name="writer").invoke({"messages": [HumanMessage("Tell me a joke about OpenTelemetry")]})
+    finally:
+        anthropic_instrumentor.uninstrument()
+    [root] = by_op(tel, names.OP_INVOKE_AGENT)
+    [llm_span] = tel.llm_spans()  # LangChain's own LLM callbacks add no second count
+    assert llm_span.attributes[names.PROVIDER] == "anthropic"
+    expected = 17 * 15 / 1e6 + 220 * 75 / 1e6
+    assert root.attributes[names.RUN_COST_USD] == pytest.approx(expected)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(expected)
