@@ -350,3 +350,18 @@ def test_beside_openinferences_agents_instrumentor_each_call_is_counted_once(tel
     [root] = by_op(tel, names.OP_INVOKE_AGENT)
     assert root.attributes[names.RUN_LLM_CALLS] == 2
     assert root.attributes[names.RUN_TOOL_CALLS] == 1  # llmmeter's processor still sees the tool
+
+
+def test_check_config_names_a_bad_agent_guards_file(tmp_path):
+    """`llmmeter check-config` (the start-up check) fails on a bad LLMMETER_AGENT_GUARDS file, naming it."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "guards.yaml"
+    path.write_text("triage: {max_llm_calls: 0}\n")
+    env = {**os.environ, guards.ENV_AGENT_GUARDS: str(path), "COLUMNS": "1000"}  # rich wraps at the width
+    done = subprocess.run([sys.executable, "-m", "llmmeter.cli", "check-config"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert str(path) in done.stderr and "max_llm_calls" in done.stderr

@@ -75,6 +75,9 @@ def check_config() -> None:
         from llmmeter import pricing
 
         pricing.get_price_table()
+        from llmmeter.frameworks import guards
+
+        guards.load()  # LLMMETER_AGENT_GUARDS: per-agent loop-guard limits for framework runs
     except ConfigError as exc:
         Console(stderr=True).print(f"[red]llmmeter: {exc}[/red]")
         raise typer.Exit(2) from None
