@@ -9,8 +9,11 @@ does). Its limits come from :mod:`llmmeter.frameworks.guards` by agent name.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -128,31 +131,58 @@ def resolve(module_name: str, qualname: str) -> tuple[Any, str] | None:
     return owner, attribute
 
 
-def wrap_targets(
-    framework: str, targets: tuple[tuple[str, str, Callable[..., Any]], ...]
-) -> list[tuple[Any, str]]:
+class Wrapped(list):  # type: ignore[type-arg]
+    """The ``(owner, attribute)`` pairs wrapped so far; wrapping of modules imported later stops when inactive."""
+
+    active = True
+
+
+def wrap_targets(framework: str, targets: tuple[tuple[str, str, Callable[..., Any]], ...]) -> Wrapped:
     """Wrap each ``(module, "Class.method", wrapper)`` that exists; log once each one that does not.
 
-    Returns what was wrapped, for :func:`unwrap_all`. Never raises: a release that renamed a method
-    loses that method's spans, not the app.
+    A framework the app has not imported yet is not imported here (importing LangGraph, pydantic-ai or LiteLLM
+    costs seconds, and LiteLLM fetches a price map at import): its methods are wrapped when the app imports it
+    (a wrapt post-import hook). Never raises: a release that renamed a method loses that method's spans, not
+    the app. Returns what was wrapped (filled in later for deferred modules), for :func:`unwrap_all`.
     """
-    done: list[tuple[Any, str]] = []
+    done = Wrapped()
     for module_name, qualname, wrapper in targets:
+        top = module_name.split(".", 1)[0]
+        if top in sys.modules or importlib.util.find_spec(top) is None:
+            _wrap_one(done, framework, module_name, qualname, wrapper)
+            continue
+        wrapt.register_post_import_hook(
+            functools.partial(_wrap_on_import, done, framework, module_name, qualname, wrapper), module_name
+        )
+    return done
+
+
+def _wrap_on_import(
+    done: Wrapped, framework: str, module_name: str, qualname: str, wrapper: Callable[..., Any], module: Any
+) -> None:
+    if done.active:
+        _wrap_one(done, framework, module_name, qualname, wrapper)
+
+
+def _wrap_one(done: Wrapped, framework: str, module_name: str, qualname: str, wrapper: Callable[..., Any]) -> None:
+    try:
         found = resolve(module_name, qualname)
         if found is None:
             log_missing_once(f"{module_name}.{qualname}", framework)
-            continue
+            return
         owner, attribute = found
-        try:
-            wrapt.wrap_function_wrapper(owner, attribute, mark_ours(wrapper))
-            done.append((owner, attribute))
-        except Exception:
-            log_missing_once(f"{module_name}.{qualname} (could not be wrapped)", framework)
-    return done
+        if is_ours(vars(owner).get(attribute) if isinstance(owner, type) else getattr(owner, attribute, None)):
+            return  # already wrapped (instrumented twice through two paths)
+        wrapt.wrap_function_wrapper(owner, attribute, mark_ours(wrapper))
+        done.append((owner, attribute))
+    except Exception:
+        log_missing_once(f"{module_name}.{qualname} (could not be wrapped)", framework)
 
 
 def unwrap_all(done: list[tuple[Any, str]]) -> None:
     """Remove our wrappers (and only ours, even under another instrumentor's) from what was wrapped."""
+    if isinstance(done, Wrapped):
+        done.active = False  # hooks for modules not imported yet do nothing now
     for owner, attribute in done:
         try:
             if isinstance(owner, type):

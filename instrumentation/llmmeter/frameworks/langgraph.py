@@ -290,10 +290,16 @@ _handler: Any = None
 
 
 def _wrap_manager_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    global _handler
     wrapped(*args, **kwargs)
-    if not _state.enabled or _handler is None:
+    if not _state.enabled:
         return
     try:
+        if _handler is None:  # made on first use: langchain_core is imported by then, never by llmmeter
+            cls = _handler_class()
+            if cls is None:
+                return
+            _handler = cls()
         if not any(h is _handler for h in instance.inheritable_handlers):
             instance.add_handler(_handler, inherit=True)
     except Exception:
@@ -321,12 +327,8 @@ class LangGraphInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("langgraph >= 0.2",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        global _handler
         config.settings()
         guards.load()
-        cls = _handler_class()
-        if _handler is None and cls is not None:
-            _handler = cls()
         LangGraphInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
         _state.enabled = True
 

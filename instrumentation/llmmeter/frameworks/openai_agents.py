@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any, ClassVar
 
+import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -306,6 +307,17 @@ def _error_type(error: Any) -> str:
 
 # --- the instrumentor --------------------------------------------------------------------------------
 
+
+def _register_processor(module: Any) -> None:
+    """Add llmmeter's processor to the SDK's tracing, once per process (the SDK cannot remove one)."""
+    if _state.registered:
+        return
+    try:
+        module.add_trace_processor(LLMMeterTracingProcessor())
+        _state.registered = True
+    except Exception:
+        _runs.log_missing_once("agents.add_trace_processor", FRAMEWORK)
+
 TARGETS = (
     ("agents.run", "AgentRunner.run", _wrap_run),
     ("agents.run", "AgentRunner.run_sync", _wrap_run_sync),
@@ -328,14 +340,8 @@ class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         config.settings()
         guards.load()  # a bad LLMMETER_AGENT_GUARDS file fails here, at start-up
         OpenAIAgentsInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        if not _state.registered:
-            try:
-                import agents
-
-                agents.add_trace_processor(LLMMeterTracingProcessor())
-                _state.registered = True
-            except Exception:
-                _runs.log_missing_once("agents.add_trace_processor", FRAMEWORK)
+        # On import of the SDK (now if the app already imported it): importing it here would cost the app time.
+        wrapt.register_post_import_hook(_register_processor, "agents")
         _state.enabled = True
 
     def _uninstrument(self, **kwargs: Any) -> None:
