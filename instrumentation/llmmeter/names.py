@@ -277,3 +277,14 @@ FRAMEWORK_OPENAI_AGENTS = "openai-agents"
 FRAMEWORK_LANGGRAPH = "langgraph"
 FRAMEWORK_MCP = "mcp"
 FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
+
+
+# --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
+# Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
+# ("trimmed" | "hashed" | "dropped"); see llmmeter.attribution.normalize_value.
+METRIC_ATTRIBUTION_NORMALIZED = "llmmeter.attribution.normalized"  # counter, {value}
+LABEL_ATTRIBUTION_CHANGE = "llmmeter.attribution.change"
+METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
+# On a call refused by a hard budget: what the calls in flight had reserved, and what this call would have.
+BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
+BUDGET_RESERVATION = "llmmeter.budget.reservation"
