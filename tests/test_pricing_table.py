@@ -179,8 +179,10 @@ def test_extend_dict_is_validated() -> None:
 
 
 def test_entries_without_token_prices_are_skipped_not_errors(tmp_path: Any) -> None:
+    # In LiteLLM's format (its sample_spec entry) per-second / per-query entries are LiteLLM's own: skipped.
     path = tmp_path / "p.json"
     path.write_text(json.dumps({
+        "sample_spec": {"input_cost_per_token": 0.0},
         "tts": {"output_cost_per_second": 0.001, "mode": "audio_speech"},
         "rerank": {"input_cost_per_query": 0.002, "mode": "rerank"},
         "ok": {"output_cost_per_token": 1e-6},
