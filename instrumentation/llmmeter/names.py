@@ -239,3 +239,36 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+
+# --- prices: how a call was priced, cache economics, estimate checks, table age (issue 12) ---------------------
+# Where the cost came from: "local" (llmmeter's price table) or "provider" (the provider reported it: OpenRouter's
+# usage.cost, a LiteLLM proxy's response-cost header). Name from the open GenAI semconv proposal for cost.
+COST_SOURCE = "gen_ai.usage.cost.source"
+COST_SOURCE_LOCAL = "local"
+COST_SOURCE_PROVIDER = "provider"
+LLMMETER_PRICE_SERVICE_TIER = "llmmeter.cost.service_tier"  # the rates used: standard | flex | priority | batch
+LLMMETER_PRICE_LONG_CONTEXT = "llmmeter.cost.long_context_threshold"  # input tokens above which tier rates applied
+LLMMETER_PRICE_DISCOUNT = "llmmeter.cost.discount"  # negotiated multiplier applied to the list price (0.8)
+LLMMETER_UNPRICED_REASON = "llmmeter.cost.unpriced_reason"  # unknown_model | invalid_usage | no_price | ...
+LLMMETER_CACHE_SAVINGS = "llmmeter.cost.cache_savings"  # USD cache reads saved against the uncached input rate
+LLMMETER_CACHE_WRITE_PREMIUM = "llmmeter.cost.cache_write_premium"  # USD cache writes cost above that rate
+LLMMETER_SERVICE_TIER = "llmmeter.response.service_tier"  # the tier the provider reported serving the call at
+LLMMETER_AUDIO_INPUT_TOKENS = "llmmeter.usage.audio.input_tokens"  # subset of input
+LLMMETER_IMAGE_INPUT_TOKENS = "llmmeter.usage.image.input_tokens"  # subset of input
+LLMMETER_AUDIO_OUTPUT_TOKENS = "llmmeter.usage.audio.output_tokens"  # subset of output
+LLMMETER_IMAGE_OUTPUT_TOKENS = "llmmeter.usage.image.output_tokens"  # subset of output
+LLMMETER_ESTIMATE_INPUT_TOKENS = "llmmeter.estimate.input_tokens"  # input tokens estimated before the call was sent
+LITELLM_RESPONSE_COST_HEADER = "x-litellm-response-cost"  # a LiteLLM proxy's per-response cost (USD)
+
+METRIC_CACHE_SAVINGS = "llmmeter.cache.savings"  # counter, USD saved by cache reads
+METRIC_CACHE_WRITE_PREMIUM = "llmmeter.cache.write_premium"  # counter, USD cache writes cost above uncached input
+METRIC_ESTIMATE_ERROR = "llmmeter.estimate.error"  # histogram, (estimate - provider count) / provider count
+METRIC_PRICE_TABLE_AGE = "llmmeter.price_table.age"  # gauge, s since the price table in force was published
+ESTIMATE_ERROR_BUCKETS: tuple[float, ...] = (-0.5, -0.25, -0.1, -0.05, -0.02, 0, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+METRIC_SPECS.update({
+    METRIC_CACHE_SAVINGS: (KIND_COUNTER, UNIT_USD),
+    METRIC_CACHE_WRITE_PREMIUM: (KIND_COUNTER, UNIT_USD),
+    METRIC_ESTIMATE_ERROR: (KIND_HISTOGRAM, "1"),
+    METRIC_PRICE_TABLE_AGE: (KIND_GAUGE, UNIT_SECONDS),
+})
