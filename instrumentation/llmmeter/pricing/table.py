@@ -170,9 +170,9 @@ def closest_field(name: str, litellm: bool = False) -> str | None:
 def _unknown_field(origin: str, key: str, name: str, litellm: bool, unknown: list[str]) -> None:
     """An unknown field: an error in llmmeter's format; in LiteLLM's, an error when it is a near miss of a rate
     llmmeter prices by (it would price at $0), else remembered for one warning (LiteLLM adds fields)."""
-    closest = closest_field(name, litellm)
     if litellm and (name in LITELLM_FIELDS or name.startswith(CAPABILITY_PREFIX)):
         return
+    closest = closest_field(name, litellm)
     if not litellm or (closest is not None and is_rate_field(closest)):
         hint = f" (did you mean {closest!r}?)" if closest else ""
         raise ConfigError(f"price file {origin}: model {key!r}: unknown field {name!r}{hint}")
