@@ -26,8 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -46,11 +48,11 @@ from llmmeter.usage import MAX_COUNT, Usage, usage_problem
 
 __all__ = [
     "Cost",
-    "PriceResult",
-    "bound_cost",
     "PriceEntry",
+    "PriceResult",
     "PriceTable",
     "add_aliases",
+    "bound_cost",
     "candidates",
     "describe",
     "extend",
@@ -114,6 +116,7 @@ _table: PriceTable | None = None
 _extensions: list[PriceTable] = []
 _extra_aliases: dict[str, str] = {}
 _load_failed: ConfigError | None = None
+_refreshed: PriceTable | None = None  # the in-process refresh's latest table (llmmeter.pricing.refresh)
 _warned: set[tuple[str | None, str | None]] = set()
 
 
@@ -141,13 +144,27 @@ def parse_aliases(raw: str, origin: str = ENV_MODEL_ALIASES) -> dict[str, str]:
     return aliases
 
 
-def _build() -> PriceTable:
+def _build(replace: tuple[str, PriceTable | None] | None = None) -> PriceTable:
+    """Shipped table, then the in-process refresh's table, the price files, extensions, discounts and aliases.
+    ``replace=(path, table)`` builds the table as it would be with ``path``'s file replaced by ``table``
+    (``llmmeter prices update`` shows that diff before writing)."""
     table = _shipped_table()
+    if _refreshed is not None:
+        table = table.merged(_refreshed)
     price_files = os.environ.get(ENV_PRICE_FILE, "").strip()
-    for path in filter(None, (p.strip() for p in price_files.split(os.pathsep))):
+    paths = [p.strip() for p in price_files.split(os.pathsep) if p.strip()]
+    replaced = False
+    for path in paths:
+        if replace is not None and os.path.abspath(path) == os.path.abspath(replace[0]):
+            replaced = True
+            if replace[1] is not None:
+                table = table.merged(replace[1])
+            continue
         if not os.path.isfile(path):
             raise ConfigError(f"environment variable {ENV_PRICE_FILE}: price file {path!r} does not exist")
         table = table.merged(load_price_table(path))
+    if replace is not None and not replaced and replace[1] is not None:
+        table = table.merged(replace[1])
     for extension in _extensions:
         table = table.merged(extension)
     discounts = parse_discounts(os.environ.get(ENV_DISCOUNTS, ""), f"environment variable {ENV_DISCOUNTS}")
@@ -156,6 +173,43 @@ def _build() -> PriceTable:
     aliases = parse_aliases(os.environ.get(ENV_MODEL_ALIASES, ""))
     aliases.update(_extra_aliases)
     return table.with_aliases(aliases) if aliases else table
+
+
+def table_with(path: str, table: PriceTable | None) -> PriceTable:
+    """The table that would be in force with the price file ``path`` holding ``table`` (None: without it)."""
+    with _lock:
+        return _build((path, table))
+
+
+def install_refreshed(table: PriceTable | None) -> PriceTable:
+    """Layer a freshly fetched table over the shipped one (under the price files), atomically: a call priced
+    meanwhile sees the old table or the new one. None drops the layer. Used by :mod:`llmmeter.pricing.refresh`."""
+    global _refreshed, _table
+    with _lock:
+        previous = _refreshed
+        _refreshed = table
+        try:
+            _table = _build()
+        except ConfigError:
+            _refreshed = previous  # a broken price file is start-up's business; keep what works
+            raise
+        return _table
+
+
+def table_age_seconds(now: float | None = None) -> float | None:
+    """Seconds since the prices in force were published (``_meta.version`` date) or fetched (``fetched_at``);
+    None before the table is loaded or when no layer says. For the ``llmmeter.price_table.age`` gauge."""
+    table = _table
+    if table is None or not table.as_of:
+        return None
+    try:
+        text = table.as_of.replace("Z", "+00:00")
+        stamp = datetime.fromisoformat(text if "T" in text else text[:10] + "T00:00:00+00:00")
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - stamp.timestamp())
 
 
 def get_price_table() -> PriceTable:
@@ -173,7 +227,18 @@ def get_price_table() -> PriceTable:
                 _load_failed = exc
                 raise
             _load_failed = None
-        return _table
+            start_refresh = True
+        else:
+            start_refresh = False
+    if start_refresh:  # outside the lock: the refresh thread takes it to install a table
+        from llmmeter.pricing import refresh
+
+        try:
+            refresh.maybe_start()
+        except ConfigError as exc:
+            _load_failed = exc
+            raise
+    return _table
 
 
 def set_price_table(table: PriceTable | None) -> None:
@@ -220,10 +285,12 @@ def add_aliases(aliases: Mapping[str, str] | str) -> None:
 
 
 def _reset_for_tests() -> None:
-    """Drop every runtime addition (extensions, aliases, table). Tests only."""
+    """Drop every runtime addition (extensions, aliases, refreshed layer, table). Tests only."""
+    global _refreshed
     with _lock:
         _extensions.clear()
         _extra_aliases.clear()
+        _refreshed = None
     set_price_table(None)
 
 

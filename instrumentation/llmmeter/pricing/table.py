@@ -420,8 +420,9 @@ def parse_price_data(data: Any, origin: str, *, default_version: str | None = No
         if entry is not None:
             entries[key] = entry
     if unknown:
+        listed = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
         _log.warning("llmmeter: price file %s: %d field(s) neither llmmeter nor LiteLLM's schema knows, not "
-                     "priced by: %s", origin, len(unknown), ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+                     "priced by: %s", origin, len(unknown), listed)
     version = meta.version or default_version or "custom"
     zero = DEFAULT_ZERO_PRICED_PROVIDERS | meta.zero_priced_providers
     return PriceTable(entries, version, zero_priced_providers=zero, origins=(origin,), discounts=meta.discounts,
