@@ -161,6 +161,21 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._observer(self._requests),
             "LLM calls, by status, estimated and priced.",
         )
+        # Cache economics and estimate checks (issue 12): USD cache reads saved and cache writes cost above the
+        # uncached input rate, per label set like llmmeter.cost; the pre-call estimate's error; the table's age.
+        self._cache_savings: dict[tuple[Any, ...], list[Any]] = {}
+        self._cache_premium: dict[tuple[Any, ...], list[Any]] = {}
+        _observable_counter(meter, names.METRIC_CACHE_SAVINGS, self._observer(self._cache_savings),
+                            "USD cache reads saved against the uncached input rate (priced calls).")
+        _observable_counter(meter, names.METRIC_CACHE_WRITE_PREMIUM, self._observer(self._cache_premium),
+                            "USD cache writes cost above the uncached input rate (priced calls).")
+        self._estimate_error = _histogram(
+            meter, names.METRIC_ESTIMATE_ERROR, names.ESTIMATE_ERROR_BUCKETS,
+            "Pre-call input-token estimate's relative error against the provider's count.",
+        )
+        meter.create_observable_gauge(names.METRIC_PRICE_TABLE_AGE, [_price_table_age],
+                                      names.METRIC_SPECS[names.METRIC_PRICE_TABLE_AGE][1],
+                                      "Seconds since the price table in force was published or fetched.")
         # Synchronous: it only moves when a value folds, which is rare by construction.
         self._overflow = _counter(
             meter, names.METRIC_ATTRIBUTION_OVERFLOW, "Calls whose attribution value folded into __overflow__."
@@ -300,8 +315,9 @@ class LLMMeterSpanProcessor(SpanProcessor):
         )
         status = _STATUS_BLOCKED if blocked else (_STATUS_ERROR if failed else _STATUS_OK)
 
-        cost = self._cost_of(attrs, provider, response_model, request_model, has_usage, input_tokens,
-                             output_tokens, cache_read, cache_creation, reasoning)
+        cost, cache_savings, cache_premium = self._cost_of(attrs, provider, response_model, request_model, has_usage,
+                                                          input_tokens, output_tokens, cache_read, cache_creation,
+                                                          reasoning)
         # A call that failed or was blocked before producing usage billed nothing: its cost is known (0).
         priced = cost is not None or (not has_usage and status != _STATUS_OK)
 
@@ -321,6 +337,10 @@ class LLMMeterSpanProcessor(SpanProcessor):
             adds.append((tokens, _TOKEN_REASONING, None, reasoning))
         if cost:
             adds.append((self._cost, "cost", None, cost))
+        if cache_savings > 0:
+            adds.append((self._cache_savings, "cost", None, cache_savings))
+        if cache_premium > 0:
+            adds.append((self._cache_premium, "cost", None, cache_premium))
         adds.append((self._requests, status, _TRUE if priced else _FALSE, 1))
         self._add_sums(base, est, adds)
 
@@ -340,6 +360,10 @@ class LLMMeterSpanProcessor(SpanProcessor):
         start, end = span.start_time, span.end_time
         if start is not None and end is not None and not blocked:
             self._duration.record(max(0.0, (end - start) / 1e9), semconv, context=exemplar)
+        estimated_input = get(names.LLMMETER_ESTIMATE_INPUT_TOKENS)
+        if estimated_input.__class__ is int and input_tokens and not estimated:
+            self._estimate_error.record((estimated_input - input_tokens) / input_tokens,
+                                        self._estimate_labels(provider, model), context=exemplar)
         ttfc = get(names.TIME_TO_FIRST_CHUNK)
         if ttfc is not None and (ttfc.__class__ is float or ttfc.__class__ is int) and ttfc >= 0:
             self._ttfc.record(float(ttfc), semconv, context=exemplar)
@@ -368,14 +392,20 @@ class LLMMeterSpanProcessor(SpanProcessor):
         cache_read: int,
         cache_creation: int,
         reasoning: int,
-    ) -> float | None:
-        """USD for the span, or None when unknown. llmmeter's spans carry it; others are priced here."""
+    ) -> tuple[float | None, float, float]:
+        """(USD for the span or None when unknown, USD saved by cache reads, USD cache writes cost above the
+        uncached input rate). llmmeter's spans carry them; others are priced here."""
         marked = attrs.get(names.LLMMETER_PRICED)
         if marked is not None:
             value = attrs.get(names.COST_USD)
-            return float(value) if marked is True and isinstance(value, (int, float)) and value >= 0 else None
+            if not (marked is True and isinstance(value, (int, float)) and value >= 0):
+                return None, 0.0, 0.0
+            savings = attrs.get(names.LLMMETER_CACHE_SAVINGS)
+            premium = attrs.get(names.LLMMETER_CACHE_WRITE_PREMIUM)
+            return (float(value), savings if savings.__class__ is float else 0.0,
+                    premium if premium.__class__ is float else 0.0)
         if not has_usage:
-            return None
+            return None, 0.0, 0.0
         usage = Usage(
             input=input_tokens,
             output=output_tokens,
@@ -391,14 +421,23 @@ class LLMMeterSpanProcessor(SpanProcessor):
             if not result.priced and request_model and request_model != response_model:
                 result = price_usage(provider, request_model, usage)
             if result.priced and result.usd is not None:
-                return float(result.usd)
+                return float(result.usd), result.cache_savings or 0.0, result.cache_write_premium or 0.0
         except Exception:  # a pricing bug leaves the call unpriced; it is still counted
             _log.debug("llmmeter: could not price a span", exc_info=True)
         # Not in our table: trust a positive cost another instrumentor computed (never a 0 guess).
         foreign = attrs.get(names.COST_USD)
         if isinstance(foreign, (int, float)) and not isinstance(foreign, bool) and foreign > 0:
-            return float(foreign)
-        return None
+            return float(foreign), 0.0, 0.0
+        return None, 0.0, 0.0
+
+    def _estimate_labels(self, provider: str | None, model: str | None) -> dict[str, str]:
+        """Labels of llmmeter.estimate.error: provider and model (request model, else response model)."""
+        labels = {}
+        if provider is not None:
+            labels[names.PROVIDER] = provider
+        if model is not None:
+            labels[names.REQUEST_MODEL] = model
+        return labels
 
     def _base_key(self, provider: str | None, operation: Any, model: str | None, attrs: Mapping[str, Any]) -> tuple:
         if not self._label_keys:
@@ -562,6 +601,17 @@ def _plain_attributes(span: ReadableSpan, attrs: Mapping[str, Any]) -> Mapping[s
     """
     inner = getattr(getattr(span, "_attributes", None), "_dict", None)
     return inner if type(inner) is dict else attrs
+
+
+def _price_table_age(options: CallbackOptions) -> list[Observation]:
+    """llmmeter.price_table.age: the table in force's age, once it is loaded (never loads it)."""
+    try:
+        from llmmeter.pricing import table_age_seconds
+
+        age = table_age_seconds()
+        return [] if age is None else [Observation(age)]
+    except Exception:
+        return []
 
 
 def _would_exceed(
