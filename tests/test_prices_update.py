@@ -185,5 +185,5 @@ def test_bad_refresh_interval_fails_at_startup(monkeypatch: pytest.MonkeyPatch, 
 
 def test_table_age_of_the_shipped_table() -> None:
     pricing.get_price_table()
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
-    assert pricing.table_age_seconds(now) == 2.5 * 86400  # published 2026-11-23T00:00Z
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
+    assert pricing.table_age_seconds(now) == 2.5 * 86400  # published 2026-11-28T00:00Z
