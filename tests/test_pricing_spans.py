@@ -4,6 +4,7 @@ attributes and metrics (issue 12 items 3, 5, 6). Rates come from test entries ad
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,6 +108,21 @@ def test_openrouter_reported_cost_is_used_and_marked(tel: Any) -> None:
     assert attrs[names.COST_USD] == 0.0123
     assert attrs[names.COST_SOURCE] == names.COST_SOURCE_PROVIDER
     assert tel.metric_total(names.METRIC_COST) == pytest.approx(0.0123)
+
+
+def test_litellm_proxy_cost_header_with_raw_response(tel: Any) -> None:
+    # A LiteLLM proxy prices the call itself and says so in x-litellm-response-cost (LiteLLM docs, "Response
+    # Headers"); the SDK exposes headers on with_raw_response results.
+    body = chat_body({"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500})
+    reply = Reply(200, [("Content-Type", "application/json"), ("x-litellm-response-cost", "0.00042")],
+                  json.dumps(body).encode())
+    with scripted(lambda request: reply) as server:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="tier-test-gpt",
+                                                               messages=[{"role": "user", "content": "hi"}])
+        assert raw.parse().usage.prompt_tokens == 1000  # the app's own parse still works
+    attrs = one_span(tel)
+    assert attrs[names.COST_USD] == 0.00042 and attrs[names.COST_SOURCE] == names.COST_SOURCE_PROVIDER
 
 
 def test_discount_is_applied_and_visible(tel: Any, monkeypatch: pytest.MonkeyPatch) -> None:

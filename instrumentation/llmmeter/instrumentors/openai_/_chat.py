@@ -30,6 +30,7 @@ from llmmeter.instrumentors.openai_._common import (
     endpoint,
     fill_input_estimate,
     given,
+    header_cost,
     is_stream_result,
     items,
     json_attribute,
@@ -308,6 +309,8 @@ class ChatTranslation(Translation):
         info.attributes = _response_attributes(obj)
         if usage is not None:  # the tier the call was served at picks its rates
             usage.service_tier = text(field_of(obj, "service_tier"))
+            if usage.provider_cost is None:
+                usage.provider_cost = header_cost(result)
         if usage is None or usage.output is None or request.capture:
             outputs = [_choice_output(c) for c in choices]
             info.output_text = "".join(t for texts, _ in outputs for t in texts)

@@ -206,6 +206,19 @@ def unwrap_raw(request: RequestInfo, result: Any) -> tuple[Any, str | None]:
     return result, None
 
 
+def header_cost(result: Any) -> float | None:
+    """A LiteLLM proxy's per-response cost header (``x-litellm-response-cost``, USD) on a ``with_raw_response``
+    result; None otherwise. The SDK's parsed objects keep no headers, so a plain call cannot carry it."""
+    if type(result).__name__ != "LegacyAPIResponse":
+        return None
+    try:
+        raw = result.headers.get(names.LITELLM_RESPONSE_COST_HEADER)
+        value = float(raw) if raw is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if value is not None and 0 <= value < 1e9 else None
+
+
 def is_stream_result(request: RequestInfo, result: Any) -> bool:
     return request.stream and type(result).__name__ not in ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
 
