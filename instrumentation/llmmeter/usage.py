@@ -79,6 +79,16 @@ def usage_problem(usage: Usage) -> str | None:
     """Why ``usage`` cannot be priced, or None when every count is an int in [0, MAX_COUNT] (input and output may
     be None: not reported). The one place the bound and the types are checked before pricing: a count of
     10**13 tokens or a float is a corrupt report, and pricing it would invent a bill ($2.5M) or hide one ($0)."""
+    i, o = usage.input, usage.output
+    if (  # the common case, checked inline (this runs on every priced call): two ints, no subsets, no cost
+        (i is None or (i.__class__ is int and 0 <= i <= MAX_COUNT))
+        and (o is None or (o.__class__ is int and 0 <= o <= MAX_COUNT))
+        and usage.cache_read.__class__ is int and not usage.cache_read
+        and not (usage.cache_creation or usage.cache_creation_1h or usage.reasoning or usage.audio_input
+                 or usage.image_input or usage.audio_output or usage.image_output)
+        and usage.provider_cost is None
+    ):
+        return None
     for name in _COUNT_FIELDS:
         value = getattr(usage, name)
         if value is None and name in ("input", "output"):

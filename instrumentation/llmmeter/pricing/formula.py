@@ -129,6 +129,12 @@ def compute_priced(entry: PriceEntry, usage: Usage) -> Priced:
         usd = total_in * rates.input
         return Priced(usd, {"input": usd}, rates.tier, rates.threshold, 0.0, 0.0)
 
+    if not (usage.cache_read or usage.cache_creation or usage.reasoning or usage.audio_input or usage.image_input
+            or usage.audio_output or usage.image_output):  # the common call: plain input and output
+        in_usd, out_usd = total_in * rates.input, out * rates.output
+        breakdown = {"input": in_usd, "cache_read": 0.0, "cache_creation": 0.0, "cache_creation_1h": 0.0,
+                     "output": out_usd, "reasoning": 0.0}
+        return Priced(in_usd + out_usd, breakdown, rates.tier, rates.threshold, 0.0, 0.0)
     cache_read = min(usage.cache_read, total_in)
     cache_creation = min(usage.cache_creation, total_in - cache_read)
     cache_1h = min(usage.cache_creation_1h, cache_creation)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmmeter.config import ConfigError
-from llmmeter.pricing.table import PriceTable, parse_price_data
+from llmmeter.pricing.table import PriceTable, is_rate_field, parse_price_data
 
 DEFAULT_SOURCE = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 MAX_SOURCE_BYTES = 64 * 1024 * 1024
@@ -134,7 +134,7 @@ def write_atomically(path: str, document: dict[str, Any]) -> None:
 
 
 def diff_tables(old: PriceTable, new: PriceTable) -> Diff:
-    """Models added and removed (by key), and every rate changed on a model both tables have."""
+    """Models added and removed (by key), and every per-token rate changed on a model both tables have."""
     result = Diff()
     result.added = sorted(k for k in new if k not in old)
     result.removed = sorted(k for k in old if k not in new)
@@ -142,8 +142,8 @@ def diff_tables(old: PriceTable, new: PriceTable) -> Diff:
         before, after = old[key].to_dict(), new[key].to_dict()
         for name in sorted(set(before) | set(after)):
             a, b = before.get(name), after.get(name)
-            if isinstance(a, str) or isinstance(b, str) or a == b:
-                continue
+            if not is_rate_field(name) or a == b:
+                continue  # rates only: a context window or a note is not a price change
             result.changed.append(Change(key, name, a, b))
     return result
 
