@@ -243,8 +243,8 @@ def _pricing_attributes(
         return
     if cost.source:
         attrs[names.COST_SOURCE] = cost.source
-    if cost.service_tier:
-        attrs[names.LLMMETER_PRICE_SERVICE_TIER] = cost.service_tier
+    if cost.service_tier and (usage.service_tier is not None or cost.service_tier != "standard"):
+        attrs[names.LLMMETER_PRICE_SERVICE_TIER] = cost.service_tier  # when a tier was reported: the rates used
     if cost.long_context_threshold:
         attrs[names.LLMMETER_PRICE_LONG_CONTEXT] = cost.long_context_threshold
     if cost.discount is not None:

@@ -87,23 +87,27 @@ def _typed_usage(raw: Any) -> Usage | None:
         return None
     if not 0 <= output <= MAX_TOKEN_COUNT:
         return None
-    cache_read = cache_write = reasoning = 0
+    cache_read = cache_write = reasoning = audio_in = audio_out = 0
     details = raw.prompt_tokens_details
     if details is not None:
         if type(details) is not _InputDetailsType or details.__pydantic_extra__:
             return None
         cache_read, cache_write = _count_or_zero(details.cached_tokens), _count_or_zero(details.cache_write_tokens)
-        if cache_read is None or cache_write is None or cache_read + cache_write > input_:
+        audio_in = _count_or_zero(details.audio_tokens)
+        if cache_read is None or cache_write is None or audio_in is None or \
+                cache_read + cache_write + audio_in > input_:
             return None
     details = raw.completion_tokens_details
     if details is not None:
         if type(details) is not _OutputDetailsType or details.__pydantic_extra__:
             return None
         reasoning = _count_or_zero(details.reasoning_tokens)
-        if reasoning is None or reasoning > output:
+        audio_out = _count_or_zero(details.audio_tokens)
+        if reasoning is None or audio_out is None or reasoning + audio_out > output:
             return None
-    usage = Usage(input=input_, output=output, cache_read=cache_read, cache_creation=cache_write, reasoning=reasoning)
-    return _modalities(raw, usage)
+    # No extra fields anywhere: no image counts and no provider cost to read (see _modalities).
+    return Usage(input=input_, output=output, cache_read=cache_read, cache_creation=cache_write, reasoning=reasoning,
+                 audio_input=audio_in, audio_output=audio_out)
 
 
 def _modalities(raw: Any, usage: Usage) -> Usage:
