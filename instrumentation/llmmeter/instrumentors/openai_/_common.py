@@ -15,10 +15,11 @@ from typing import Any
 
 from llmmeter import estimate, names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
-from llmmeter.usage import Usage, as_count, field_of
+from llmmeter.usage import MAX_COUNT, Usage, as_count, field_of
 
-# Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes.
-MAX_TOKEN_COUNT = 10**12
+# Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes. The bound is
+# written once, in llmmeter.usage (MAX_COUNT), which also refuses to price beyond it.
+MAX_TOKEN_COUNT = MAX_COUNT
 # Bound on the text a stream accumulator keeps for an output estimate (characters).
 MAX_ACCUMULATED_CHARS = 2_000_000
 
