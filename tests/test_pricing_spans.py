@@ -197,3 +197,16 @@ def test_estimate_error_histogram(tel: Any) -> None:
     (point,) = tel.metric_points(names.METRIC_ESTIMATE_ERROR)
     assert point.count == 1 and point.sum == pytest.approx((18 - 15) / 15)  # +20 %
     assert dict(point.attributes) == {names.PROVIDER: "openai", names.REQUEST_MODEL: "tier-test-gpt"}
+
+
+def test_price_table_age_gauge(tel: Any) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    published = datetime(2026, 11, 28, tzinfo=UTC).timestamp()  # the shipped table's _meta.version
+    pricing._reset_for_tests()
+    pricing.get_price_table()
+    before = time.time()
+    (point,) = tel.metric_points(names.METRIC_PRICE_TABLE_AGE)
+    after = time.time()
+    assert before - published <= point.value <= after - published
