@@ -121,6 +121,15 @@ class PriceEntry:
     # above (which never change: the entry is frozen) and memoized here by llmmeter.pricing.formula.
     resolved_rates: Any = field(default=None, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # An entry built from its attributes (PriceEntry("m", 1e-6, ...)) gets the same rates as one from a file.
+        if not self.rates:
+            rates = {name: getattr(self, attr) for name, attr in PRICE_FIELDS.items() if getattr(self, attr) is not None}
+            if rates:
+                object.__setattr__(self, "rates", rates)
+                if not self.thresholds and any(name.endswith("_above_200k_tokens") for name in rates):
+                    object.__setattr__(self, "thresholds", (TIER_THRESHOLD_TOKENS,))
+
     @property
     def has_tier(self) -> bool:
         return bool(self.thresholds)
