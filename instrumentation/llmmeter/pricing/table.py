@@ -124,7 +124,7 @@ class PriceEntry:
     def __post_init__(self) -> None:
         # An entry built from its attributes (PriceEntry("m", 1e-6, ...)) gets the same rates as one from a file.
         if not self.rates:
-            rates = {name: getattr(self, attr) for name, attr in PRICE_FIELDS.items() if getattr(self, attr) is not None}
+            rates = {name: value for name, attr in PRICE_FIELDS.items() if (value := getattr(self, attr)) is not None}
             if rates:
                 object.__setattr__(self, "rates", rates)
                 if not self.thresholds and any(name.endswith("_above_200k_tokens") for name in rates):
