@@ -95,8 +95,8 @@ def test_openai_flex_tier_audio_tokens_and_the_span_says_which_rate(tel: Any) ->
     # tier's input fallback is the audio rate); cache read 200 x $0.13/M = 0.000026;
     # text out 450 x $7.50/M = 0.003375; audio out 50 x $80/M = 0.004
     assert attrs[names.COST_USD] == pytest.approx(0.000875 + 0.004 + 0.000026 + 0.003375 + 0.004)
-    assert attrs[names.LLMMETER_SERVICE_TIER] == "flex"
-    assert attrs[names.LLMMETER_PRICE_SERVICE_TIER] == "flex"
+    assert attrs[names.OPENAI_RESPONSE_SERVICE_TIER] == "flex"  # what OpenAI said (not repeated by llmmeter)
+    assert attrs[names.LLMMETER_PRICE_SERVICE_TIER] == "flex"  # the rates used
     assert attrs[names.COST_SOURCE] == names.COST_SOURCE_LOCAL
     assert attrs[names.LLMMETER_AUDIO_INPUT_TOKENS] == 100 and attrs[names.LLMMETER_AUDIO_OUTPUT_TOKENS] == 50
 
@@ -133,6 +133,7 @@ def test_discount_is_applied_and_visible(tel: Any, monkeypatch: pytest.MonkeyPat
     attrs = one_span(tel)
     assert attrs[names.COST_USD] == pytest.approx((0.0025 + 0.0075) * 0.8)  # list 1000 x $2.50/M + 500 x $15/M
     assert attrs[names.LLMMETER_PRICE_DISCOUNT] == 0.8
+    assert names.LLMMETER_PRICE_SERVICE_TIER not in attrs  # no tier reported: standard rates, nothing to say
 
 
 def test_unknown_model_says_why_it_is_unpriced(tel: Any) -> None:
@@ -168,6 +169,7 @@ def test_anthropic_batch_tier_from_the_response(tel: Any) -> None:
     attrs = one_span(tel)
     assert attrs[names.COST_USD] == pytest.approx(2000 * 1.5e-06 + 1000 * 7.5e-06)  # 0.003 + 0.0075
     assert attrs[names.LLMMETER_PRICE_SERVICE_TIER] == "batch"
+    assert attrs[names.LLMMETER_SERVICE_TIER] == "batch"  # Anthropic has no semconv attribute for it
 
 
 def test_gemini_audio_modality_at_its_own_rate(tel: Any) -> None:
@@ -210,3 +212,15 @@ def test_price_table_age_gauge(tel: Any) -> None:
     (point,) = tel.metric_points(names.METRIC_PRICE_TABLE_AGE)
     after = time.time()
     assert before - published <= point.value <= after - published
+
+
+def test_priority_tier_without_priority_rates_is_shown_as_standard(tel: Any) -> None:
+    # claude-test-model has batch rates but no priority ones: the span shows the mismatch instead of hiding it
+    wire = {"input_tokens": 1000, "output_tokens": 100, "service_tier": "priority"}
+    with scripted(lambda request: Reply.json(message(wire, "claude-test-model"))) as server:
+        client = anthropic.Anthropic(base_url=server.base_url, api_key="test-key", max_retries=0)
+        client.messages.create(model="claude-test-model", max_tokens=100, messages=[{"role": "user", "content": "x"}])
+    attrs = one_span(tel)
+    assert attrs[names.LLMMETER_SERVICE_TIER] == "priority"
+    assert attrs[names.LLMMETER_PRICE_SERVICE_TIER] == "standard"
+    assert attrs[names.COST_USD] == pytest.approx(1000 * 3e-06 + 100 * 1.5e-05)

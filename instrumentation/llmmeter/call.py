@@ -220,6 +220,9 @@ class LLMCall:
         return result
 
 
+_STANDARD_TIER_NAMES = frozenset({"default", "standard", "auto"})  # tiers billed at the standard rates
+
+
 def _pricing_attributes(
     attrs: dict[str, AttributeValue], usage: Usage, cost: Cost, estimated_input: int | None
 ) -> None:
@@ -233,8 +236,9 @@ def _pricing_attributes(
         attrs[names.LLMMETER_AUDIO_OUTPUT_TOKENS] = usage.audio_output
     if usage.image_output:
         attrs[names.LLMMETER_IMAGE_OUTPUT_TOKENS] = usage.image_output
-    if usage.service_tier.__class__ is str:
-        attrs[names.LLMMETER_SERVICE_TIER] = usage.service_tier
+    tier = usage.service_tier
+    if tier.__class__ is str and names.OPENAI_RESPONSE_SERVICE_TIER not in attrs:  # OpenAI's own attribute says it
+        attrs[names.LLMMETER_SERVICE_TIER] = tier
     if estimated_input is not None:
         attrs[names.LLMMETER_ESTIMATE_INPUT_TOKENS] = estimated_input
     if not cost.priced:
@@ -243,8 +247,11 @@ def _pricing_attributes(
         return
     if cost.source:
         attrs[names.COST_SOURCE] = cost.source
-    if cost.service_tier and (usage.service_tier is not None or cost.service_tier != "standard"):
-        attrs[names.LLMMETER_PRICE_SERVICE_TIER] = cost.service_tier  # when a tier was reported: the rates used
+    if cost.service_tier and (cost.service_tier != "standard" or (tier.__class__ is str
+                                                                  and tier not in _STANDARD_TIER_NAMES)):
+        # The rates used, when not the standard ones or when the provider named a tier that has its own rates
+        # (priced at standard for want of them): absent, the call was served and priced at the standard tier.
+        attrs[names.LLMMETER_PRICE_SERVICE_TIER] = cost.service_tier
     if cost.long_context_threshold:
         attrs[names.LLMMETER_PRICE_LONG_CONTEXT] = cost.long_context_threshold
     if cost.discount is not None:
