@@ -224,3 +224,21 @@ def test_priority_tier_without_priority_rates_is_shown_as_standard(tel: Any) -> 
     assert attrs[names.LLMMETER_SERVICE_TIER] == "priority"
     assert attrs[names.LLMMETER_PRICE_SERVICE_TIER] == "standard"
     assert attrs[names.COST_USD] == pytest.approx(1000 * 3e-06 + 100 * 1.5e-05)
+
+
+def test_foreign_span_cache_economics(telemetry: Any) -> None:
+    # Another instrumentor's span (semconv names, no llmmeter cost on it) is priced by the span reader: the cache
+    # metrics come out the same as for llmmeter's own spans.
+    from opentelemetry.trace import SpanKind
+
+    tracer = telemetry.tracer_provider.get_tracer("some.other.instrumentation")
+    span = tracer.start_span("chat claude-test-model", kind=SpanKind.CLIENT, attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-test-model", "gen_ai.usage.input_tokens": 10_000,
+        "gen_ai.usage.output_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 6000,
+        "gen_ai.usage.cache_creation.input_tokens": 2000,
+    })
+    span.end()
+    # reads saved 6000 x ($3 - $0.30)/M = 0.0162; 5-minute writes cost 2000 x ($3.75 - $3)/M = 0.0015 more
+    assert telemetry.metric_total(names.METRIC_CACHE_SAVINGS) == pytest.approx(0.0162)
+    assert telemetry.metric_total(names.METRIC_CACHE_WRITE_PREMIUM) == pytest.approx(0.0015)
