@@ -289,11 +289,11 @@ def estimate_error_panels() -> list[Panel]:
     count, per provider and model. The histogram has no attribution labels: filtered by service/provider/model."""
     sel = ESTIMATE_ERROR + "_bucket" + _filter(["service", "provider", "model"])
     return [
-        Panel("Pre-call input estimate error (p50 / p95)", "(estimate - provider count) / provider count of the "
-              "input tokens estimated before a call was sent; positive: the estimate was high (a safe bound).",
+        Panel("Pre-call input estimate / provider count (p50 / p95)", "Input tokens estimated before a call was "
+              "sent, divided by the provider's count: 1 is exact, above 1 the estimate was high (a safe bound).",
               [(f"histogram_quantile({q}, sum by (le, {PROVIDER}, {MODEL}) ({rate(sel)}))",
                 f"p{int(q * 100)} {{{{{PROVIDER}}}}}/{{{{{MODEL}}}}}") for q in (0.5, 0.95)],
-              unit="percentunit", width=24),
+              unit="short", width=24),
     ]
 
 

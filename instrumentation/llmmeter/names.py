@@ -285,9 +285,11 @@ LITELLM_RESPONSE_COST_HEADER = "x-litellm-response-cost"  # a LiteLLM proxy's pe
 
 METRIC_CACHE_SAVINGS = "llmmeter.cache.savings"  # counter, USD saved by cache reads
 METRIC_CACHE_WRITE_PREMIUM = "llmmeter.cache.write_premium"  # counter, USD cache writes cost above uncached input
-METRIC_ESTIMATE_ERROR = "llmmeter.estimate.error"  # histogram, (estimate - provider count) / provider count
+# histogram of estimate / provider count (1 = exact, above 1: the estimate was high): OTel histograms take no
+# negative values, so the error is recorded as this ratio.
+METRIC_ESTIMATE_ERROR = "llmmeter.estimate.error"
 METRIC_PRICE_TABLE_AGE = "llmmeter.price_table.age"  # gauge, s since the price table in force was published
-ESTIMATE_ERROR_BUCKETS: tuple[float, ...] = (-0.5, -0.25, -0.1, -0.05, -0.02, 0, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+ESTIMATE_ERROR_BUCKETS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.98, 1, 1.02, 1.05, 1.1, 1.25, 1.5, 2)
 METRIC_SPECS.update({
     METRIC_CACHE_SAVINGS: (KIND_COUNTER, UNIT_USD),
     METRIC_CACHE_WRITE_PREMIUM: (KIND_COUNTER, UNIT_USD),

@@ -164,7 +164,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
                             "USD cache writes cost above the uncached input rate (priced calls).")
         self._estimate_error = _histogram(
             meter, names.METRIC_ESTIMATE_ERROR, names.ESTIMATE_ERROR_BUCKETS,
-            "Pre-call input-token estimate's relative error against the provider's count.",
+            "Pre-call input-token estimate divided by the provider's count (1: exact).",
         )
         meter.create_observable_gauge(names.METRIC_PRICE_TABLE_AGE, [_price_table_age],
                                       names.METRIC_SPECS[names.METRIC_PRICE_TABLE_AGE][1],
@@ -344,7 +344,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._ttfc.record(call.time_to_first_chunk, semconv, context=exemplar)
         estimated_input = call.attributes.get(names.LLMMETER_ESTIMATE_INPUT_TOKENS)
         if estimated_input.__class__ is int and input_tokens and not call.estimated:
-            self._estimate_error.record((estimated_input - input_tokens) / input_tokens,
+            self._estimate_error.record(estimated_input / input_tokens,
                                         self._estimate_labels(call.provider, call.model), context=exemplar)
 
         if not blocked:
