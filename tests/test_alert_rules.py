@@ -21,6 +21,7 @@ EXPECTED_ALERTS = {
     "LLMSpendSpikeVsLastWeek", "LLMCacheHitRatioDrop", "LLMOutputVerbositySpike", "LLMUnpricedModelSeen",
     "LLMEstimatedTokenShareHigh", "LLMLoopGuardTripped", "LLMErrorRatioHigh",
 }
+EXPECTED_ALERTS |= {"LLMPriceTableStale", "LLMCacheWritesNotPaying"}  # issue 12: prices
 
 
 def load_build() -> ModuleType:

@@ -35,7 +35,7 @@ import openai
 import pytest
 import yaml
 from guard_support import guarded
-from llmmeter import attribution, budgets, config, names
+from llmmeter import attribution, budgets, config, estimate, hooks, names
 from llmmeter.demo import agent_scenario, scenarios
 from llmmeter.demo.server import DemoServer
 from opentelemetry.sdk.metrics import MeterProvider
@@ -71,6 +71,12 @@ BUDGET_SPECS = (
     "tenant=acme: $5/day",  # soft; far from spent
     f"tenant={OVER_BUDGET['tenant']}: 1 calls/day hard",  # the tenant's second call is refused
 )
+
+
+def _estimate_input(request: Any, span: Any) -> None:
+    """Before-call hook: estimate the prompt's input tokens with tiktoken (checked after the response)."""
+    if request.prompt_text is not None:
+        request.estimated_input = estimate.count_tokens(request.prompt_text(), request.model)[0]
 
 
 @dataclass
@@ -111,8 +117,22 @@ class Workload:
         return cls(tracer_provider, meter_provider, exporter, settings, port, server)
 
     def run_phase(self, client: openai.OpenAI, phase: int) -> None:
+        hooks.register_before_call(_estimate_input)  # a pre-call estimate, as hard $-budgets make: estimate.error
+        try:
+            self._run_phase(client, phase)
+        finally:
+            hooks.BEFORE_CALL.remove(_estimate_input)
+
+    def _run_phase(self, client: openai.OpenAI, phase: int) -> None:
         with attribution.attributes(environment=ENVIRONMENT):
             scenarios.run_all(client)  # support-chat, summarize (streams, cache, estimate), search, unpriced
+            # A Claude model writes its cache on the first long prompt and reads it on the second: the cache
+            # economics (llmmeter.cache.savings / write_premium) of a feature.
+            long_prompt = "Summarize the attached contract. " + "Clause: the parties agree to terms. " * 200
+            with attribution.attributes(tenant="acme", feature="contracts", route="/api/contracts", user="u-1001"):
+                for _ in range(2):
+                    client.chat.completions.create(model="claude-sonnet-4-5", messages=[
+                        {"role": "system", "content": long_prompt}, {"role": "user", "content": f"phase {phase}"}])
             with attribution.attributes(**SUPPORT):
                 llmmeter.record_outcome("ticket_resolved", success=True, count=2)
                 self.resolved_tickets += 2

@@ -44,6 +44,8 @@ class Thresholds:
     verbosity_factor: float = 2.0  # mean output tokens per call this hour vs the last day
     verbosity_min_tokens: float = 200.0  # ...only when this hour's mean is at least this
     error_ratio: float = 0.05  # share of requests with status "error" over 10 minutes
+    price_table_max_age_days: float = 30.0  # prices move every few weeks: refresh the table after this
+    cache_premium_min_usd_per_hour: float = 0.05  # a feature's cache writes alert only past this premium per hour
 
 
 def _n(value: float) -> str:
@@ -228,11 +230,40 @@ def build(t: Thresholds) -> dict[str, Any]:
             "{{ $value | humanizePercentage }} of {{ $labels." + provider + " }} calls failed in the last 10 minutes.",
         ),
     ]
+    # --- prices (issue 12): a table left to age, and prompt caching that does not pay ---
+    table_age = names.metric_prometheus_name(names.METRIC_PRICE_TABLE_AGE)
+    savings = names.metric_prometheus_name(names.METRIC_CACHE_SAVINGS)
+    premium = names.metric_prometheus_name(names.METRIC_CACHE_WRITE_PREMIUM)
+    feature = names.ATTRIBUTION_LABEL_PREFIX + "feature"
+    premium_hour = f"sum by ({feature}) (increase({premium}[1h]))"
+    savings_hour = f"sum by ({feature}) (increase({savings}[1h]))"
+    price_rules = [
+        alert(
+            "LLMPriceTableStale", f"max by ({service}) ({table_age}) > {_n(t.price_table_max_age_days * 86400)}",
+            "1h", "warning",
+            "The price table in force is old",
+            "{{ $labels." + service + " }} prices calls with a table {{ $value | humanizeDuration }} old "
+            f"(limit {_n(t.price_table_max_age_days)} days): run `llmmeter prices update` or set "
+            "LLMMETER_PRICE_REFRESH.",
+        ),
+        alert(
+            "LLMCacheWritesNotPaying",
+            # A feature with writes and no reads at all has no savings series: count it as 0 saved.
+            f"{premium_hour} > ({savings_hour} or {premium_hour} * 0) "
+            f"and {premium_hour} > {_n(t.cache_premium_min_usd_per_hour)}",
+            "15m", "warning",
+            "Prompt caching costs more than it saves",
+            "Feature {{ $labels." + feature + " }} paid {{ $value | printf \"%.2f\" }} USD for cache writes above "
+            "the uncached input rate in the last hour, more than its cache reads saved: the cached prefix is not "
+            "reused enough (or changes between calls).",
+        ),
+    ]
     return {
         "groups": [
             {"name": "llmmeter-budget", "rules": budget_rules},
             {"name": "llmmeter-usage", "rules": usage_rules},
             {"name": "llmmeter-quality", "rules": quality_rules},
+            {"name": "llmmeter-prices", "rules": price_rules},
         ]
     }
 

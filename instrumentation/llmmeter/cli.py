@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -64,6 +65,66 @@ def prices_check(path: str) -> None:
         Console(stderr=True).print(f"[red]llmmeter: {exc}[/red]")
         raise typer.Exit(2) from None
     typer.echo(f"{path}: {len(table)} priced models")
+
+
+# --- llmmeter prices update (issue 12: prices that stay right) ------------------------------------------------
+@prices_app.command("update")
+def prices_update(
+    source: str = typer.Option(None, "--from", help="URL or file of the new table: LiteLLM's "
+                               "model_prices_and_context_window.json or llmmeter's format. Default: LiteLLM's."),
+    check: bool = typer.Option(False, "--check", help="Write nothing; exit 1 when the table in force is older "
+                               "than the source (misses or misprices a model of an instrumented provider)."),
+    output: str = typer.Option(None, "--output", "-o", help="Override file to write (default: LLMMETER_PRICE_FILE)."),
+    show: int = typer.Option(20, "--show", help="Models listed per kind of change."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a URL."),
+) -> None:
+    """Fetch and validate a newer price table, print the diff against the table in force, write it atomically."""
+    from datetime import UTC, datetime
+
+    from llmmeter import pricing
+    from llmmeter.config import ENV_PRICE_FILE
+    from llmmeter.pricing import update
+
+    err = Console(stderr=True)
+    source = source or update.DEFAULT_SOURCE
+    try:
+        in_force = pricing.get_price_table()
+        _raw, new = update.parse_source(update.read_source(source, timeout), source)
+        if check:
+            reasons = update.stale_reasons(in_force, new)
+            for line in reasons[:show]:
+                typer.echo(f"  {line}")
+            if len(reasons) > show:
+                typer.echo(f"  ... {len(reasons) - show} more (--show N)")
+            if reasons:
+                typer.echo(f"stale: the table in force ({in_force.version}) misses or misprices {len(reasons)} "
+                           f"model(s) that {source} prices; run `llmmeter prices update`")
+                raise typer.Exit(1)
+            typer.echo(f"up to date: the table in force ({in_force.version}) prices every model of an "
+                       f"instrumented provider in {source} at its rates")
+            return
+        target = output or next((p.strip() for p in os.environ.get(ENV_PRICE_FILE, "").split(os.pathsep)
+                                 if p.strip()), None)
+        if not target:
+            err.print(f"[red]llmmeter: say where to write the table: --output PATH (then set {ENV_PRICE_FILE} "
+                      "to that path)[/red]")
+            raise typer.Exit(2)
+        document = update.override_document(new, source, datetime.now(UTC))
+        written = pricing.parse_price_data(document, target)  # what LLMMETER_PRICE_FILE will load
+        after = pricing.table_with(target, written)
+        for line in update.format_diff(update.diff_tables(in_force, after), show):
+            typer.echo(line)
+        update.write_atomically(target, document)
+        typer.echo(f"wrote {target}: {len(written)} priced models from {source}")
+        if os.path.abspath(target) not in {os.path.abspath(p.strip()) for p in
+                                           os.environ.get(ENV_PRICE_FILE, "").split(os.pathsep) if p.strip()}:
+            typer.echo(f"set {ENV_PRICE_FILE}={target} to use it")
+    except ConfigError as exc:
+        err.print(f"[red]llmmeter: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(f"[red]llmmeter: cannot write {output}: {exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command("check-config")

@@ -24,6 +24,10 @@ ENV_MODEL_ALIASES = "LLMMETER_MODEL_ALIASES"
 ENV_EXPORT_TIMEOUT = "LLMMETER_EXPORT_TIMEOUT"  # seconds the exit export may take (llmmeter.shutdown)
 DEFAULT_EXPORT_TIMEOUT_S = 3.0
 ENV_LEDGER = "LLMMETER_LEDGER"  # a directory for the cost ledger, or "off" (llmmeter.ledger)
+# Prices (llmmeter.pricing): negotiated discounts, and the opt-in in-process refresh of the price table.
+ENV_DISCOUNTS = "LLMMETER_DISCOUNTS"
+ENV_PRICE_REFRESH = "LLMMETER_PRICE_REFRESH"
+ENV_PRICE_REFRESH_FROM = "LLMMETER_PRICE_REFRESH_FROM"
 
 
 class ConfigError(ValueError):

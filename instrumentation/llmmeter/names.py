@@ -297,6 +297,39 @@ FRAMEWORK_MCP = "mcp"
 FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
 
 
+# --- prices: how a call was priced, cache economics, estimate checks, table age (issue 12) ---------------------
+# Where the cost came from: "local" (llmmeter's price table) or "provider" (the provider reported it: OpenRouter's
+# usage.cost, a LiteLLM proxy's response-cost header): values of COST_SOURCE (defined with COST_USD above).
+COST_SOURCE_LOCAL = "local"
+COST_SOURCE_PROVIDER = "provider"
+LLMMETER_PRICE_SERVICE_TIER = "llmmeter.cost.service_tier"  # the rates used: standard | flex | priority | batch
+LLMMETER_PRICE_LONG_CONTEXT = "llmmeter.cost.long_context_threshold"  # input tokens above which tier rates applied
+LLMMETER_PRICE_DISCOUNT = "llmmeter.cost.discount"  # negotiated multiplier applied to the list price (0.8)
+LLMMETER_UNPRICED_REASON = "llmmeter.cost.unpriced_reason"  # unknown_model | invalid_usage | no_price | ...
+LLMMETER_CACHE_SAVINGS = "llmmeter.cost.cache_savings"  # USD cache reads saved against the uncached input rate
+LLMMETER_CACHE_WRITE_PREMIUM = "llmmeter.cost.cache_write_premium"  # USD cache writes cost above that rate
+LLMMETER_SERVICE_TIER = "llmmeter.response.service_tier"  # the tier the provider reported serving the call at
+LLMMETER_AUDIO_INPUT_TOKENS = "llmmeter.usage.audio.input_tokens"  # subset of input
+LLMMETER_IMAGE_INPUT_TOKENS = "llmmeter.usage.image.input_tokens"  # subset of input
+LLMMETER_AUDIO_OUTPUT_TOKENS = "llmmeter.usage.audio.output_tokens"  # subset of output
+LLMMETER_IMAGE_OUTPUT_TOKENS = "llmmeter.usage.image.output_tokens"  # subset of output
+LLMMETER_ESTIMATE_INPUT_TOKENS = "llmmeter.estimate.input_tokens"  # input tokens estimated before the call was sent
+LITELLM_RESPONSE_COST_HEADER = "x-litellm-response-cost"  # a LiteLLM proxy's per-response cost (USD)
+
+METRIC_CACHE_SAVINGS = "llmmeter.cache.savings"  # counter, USD saved by cache reads
+METRIC_CACHE_WRITE_PREMIUM = "llmmeter.cache.write_premium"  # counter, USD cache writes cost above uncached input
+# histogram of estimate / provider count (1 = exact, above 1: the estimate was high): OTel histograms take no
+# negative values, so the error is recorded as this ratio.
+METRIC_ESTIMATE_ERROR = "llmmeter.estimate.error"
+METRIC_PRICE_TABLE_AGE = "llmmeter.price_table.age"  # gauge, s since the price table in force was published
+ESTIMATE_ERROR_BUCKETS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.98, 1, 1.02, 1.05, 1.1, 1.25, 1.5, 2)
+METRIC_SPECS.update({
+    METRIC_CACHE_SAVINGS: (KIND_COUNTER, UNIT_USD),
+    METRIC_CACHE_WRITE_PREMIUM: (KIND_COUNTER, UNIT_USD),
+    METRIC_ESTIMATE_ERROR: (KIND_HISTOGRAM, "{ratio}"),
+    METRIC_PRICE_TABLE_AGE: (KIND_GAUGE, UNIT_SECONDS),
+})
+
 # --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
 # Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
 # ("trimmed" | "hashed" | "dropped"); see llmmeter.attribution.normalize_value.
