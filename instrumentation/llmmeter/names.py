@@ -175,6 +175,9 @@ METRIC_AGENT_RUN_COST = "llmmeter.agent.run.cost"  # histogram, USD
 METRIC_AGENT_RUN_LLM_CALLS = "llmmeter.agent.run.llm_calls"  # histogram, {call}
 METRIC_LOOP_GUARD_TRIPS = "llmmeter.loop_guard.trips"  # counter, {trip}
 METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
+# Written by `llmmeter reconcile` (a batch job, node_exporter textfile), never by an instrumented app.
+METRIC_RECONCILE_DRIFT = "llmmeter.reconcile.drift_ratio"  # gauge, (metered - billed) / billed per model
+CLI_METRICS: frozenset[str] = frozenset({METRIC_RECONCILE_DRIFT})
 
 UNIT_TOKEN = "{token}"
 UNIT_SECONDS = "s"
@@ -232,6 +235,7 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
     METRIC_AGENT_RUN_LLM_CALLS: (KIND_HISTOGRAM, "{call}"),
     METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
     METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
+    METRIC_RECONCILE_DRIFT: (KIND_GAUGE, "1"),
 }
 
 

@@ -1,0 +1,70 @@
+"""The drift table (rich) and the JSON form of a :class:`Reconciliation`."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from llmmeter.reconcile.compare import Reconciliation
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.4f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
+
+
+def _tokens(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def to_json(result: Reconciliation) -> str:
+    return json.dumps([row.to_json() for row in result.rows], indent=2)
+
+
+def render(result: Reconciliation, console: Console, max_drift: float, min_usd: float) -> None:
+    """Per day × model, per model (with the effective discount), unseen traffic, non-model lines, verdict."""
+    exceeded = set(result.exceeded(max_drift, min_usd))
+    title = (f"{result.provider}: billed vs metered, {result.start} .. {result.end} (UTC days, end exclusive); "
+             f"metered from {result.source}")
+    table = Table(title=title, title_justify="left")
+    for name in ("day", "model", "billed", "metered", "drift", "billed tokens", "metered tokens"):
+        table.add_column(name, justify="left" if name in ("day", "model") else "right")
+    for row in result.rows:
+        style = "bold red" if row in exceeded else None
+        table.add_row(row.day.isoformat(), row.model, _usd(row.billed_usd), _usd(row.metered_usd),
+                      _pct(row.drift_ratio), _tokens(row.billed_tokens), _tokens(row.metered_tokens), style=style)
+    console.print(table)
+
+    per_model = Table(title="per model over the window", title_justify="left")
+    for name in ("model", "billed", "metered", "drift", "token drift", "billed/metered"):
+        per_model.add_column(name, justify="left" if name == "model" else "right")
+    for summary in result.models:
+        ratio = summary.effective_discount
+        per_model.add_row(summary.model, _usd(summary.billed_usd), _usd(summary.metered_usd), _pct(summary.drift_ratio),
+                          _pct(summary.token_drift), "n/a" if ratio is None else f"{ratio:.3f}")
+    console.print(per_model)
+
+    for unseen in result.unseen:
+        days = ", ".join(day.isoformat() for day in unseen.days)
+        console.print(f"[yellow]billed but never metered:[/yellow] {unseen.model}: {_usd(unseen.billed_usd)} on {days}")
+        for scope, usd in unseen.by_scope:
+            console.print(f"  {result.scope_name} {scope}: {_usd(usd)} over the window")
+        for key, scope, tokens in unseen.by_api_key:
+            console.print(f"  api key {key} ({result.scope_name} {scope}): {tokens:,} tokens over the window")
+    for line_item, usd in result.non_model:
+        console.print(f"billed outside any model (not metered by llmmeter): {line_item}: {_usd(usd)}")
+
+    suggestions = result.discount_suggestions(max_drift)
+    if suggestions:
+        spec = ",".join(f"{result.provider}/{model}*={ratio:.3g}" for model, ratio in suggestions)
+        console.print("tokens agree but dollars do not: the effective discount (billed/metered) is "
+                      f'LLMMETER_DISCOUNTS="{spec}"')
+    if exceeded:
+        console.print(f"[bold red]{len(exceeded)} day × model row(s) drift more than {max_drift:.1%}[/bold red]")
+    else:
+        console.print(f"[green]every day × model within {max_drift:.1%}[/green]")
