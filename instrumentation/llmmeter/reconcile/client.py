@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ParamValue = str | int | Sequence[str]
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 
 
 class ReconcileError(Exception):
@@ -62,11 +63,13 @@ class ReportClient:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     body = response.read()
             except urllib.error.HTTPError as exc:
-                detail = _error_detail(exc)
+                kind, detail = _error_detail(exc)
+                detail = self._scrub(detail)
                 if exc.code in (401, 403):
+                    # The provider's message may quote (part of) the key: only its error type is repeated.
                     raise ReconcileError(
-                        f"{exc.code} from {path}: the key in {self.key_env} was refused ({detail}). "
-                        f"Set {self.key_env} to an organisation admin key."
+                        f"HTTP {exc.code} ({kind or 'refused'}) from {path}: the key in {self.key_env} was not "
+                        f"accepted. Set {self.key_env} to an organisation admin key."
                     ) from None
                 if exc.code == 429 or exc.code >= 500:
                     last_problem = f"HTTP {exc.code} ({detail})"
@@ -106,6 +109,16 @@ class ReportClient:
             seen.add(cursor)
         raise ReconcileError(f"{path}: more than {self.max_pages} pages; narrow --since")
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with every header value that carries a credential replaced by ``***``."""
+        for name, value in self.headers.items():
+            if name.lower() not in CREDENTIAL_HEADERS:
+                continue
+            for secret in {value, value.removeprefix("Bearer ")}:
+                if len(secret) >= 8:
+                    text = text.replace(secret, "***")
+        return text
+
     def _wait(self, exc: urllib.error.HTTPError, attempt: int) -> float:
         """``retry-after`` (seconds or an HTTP date) when the server sent one, else back-off; capped."""
         raw = exc.headers.get("retry-after") if exc.headers else None
@@ -137,11 +150,15 @@ def _flatten(params: Mapping[str, ParamValue]) -> list[tuple[str, str]]:
     return out
 
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    """The provider's error message (both use ``{"error": {"message": ...}}``), without echoing headers."""
+def _error_detail(exc: urllib.error.HTTPError) -> tuple[str | None, str]:
+    """(error type or code, message) from the provider's body; both use ``{"error": {"message": ..., "type": ...}}``."""
+    kind = message = None
     try:
         doc = json.loads(exc.read() or b"{}")
-        message = (doc.get("error") or {}).get("message") if isinstance(doc, dict) else None
+        error = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(error, dict):
+            message = error.get("message")
+            kind = error.get("code") or error.get("type")
     except (ValueError, AttributeError, OSError):
-        message = None
-    return str(message or exc.reason or "no detail")[:300]
+        pass
+    return (str(kind) if kind else None), str(message or exc.reason or "no detail")[:300]

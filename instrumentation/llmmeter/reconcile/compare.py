@@ -143,6 +143,8 @@ def compare(report: ProviderReport, metered: MeteredByDay, source: str) -> Recon
         got = seen.get((day, model), Metered())
         bill = billed.get((day, model), 0.0)
         tokens = billed_tokens.get((day, model))
+        if bill == 0 and got == Metered() and not tokens:
+            continue  # a series that existed but did not move that day: nothing to compare
         result.rows.append(Row(day, report.provider, model, bill, got.usd, drift(bill, got.usd), tokens,
                                got.input_tokens + got.output_tokens))
     for model in sorted({row.model for row in result.rows}):

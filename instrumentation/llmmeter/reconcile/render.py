@@ -61,7 +61,7 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
 
     suggestions = result.discount_suggestions(max_drift)
     if suggestions:
-        spec = ",".join(f"{result.provider}/{model}*={ratio:.3g}" for model, ratio in suggestions)
+        spec = ",".join(f"{result.provider}/{model}={ratio:.3g}" for model, ratio in suggestions)
         console.print("tokens agree but dollars do not: the effective discount (billed/metered) is "
                       f'LLMMETER_DISCOUNTS="{spec}"')
     if exceeded:
