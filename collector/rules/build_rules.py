@@ -44,6 +44,7 @@ class Thresholds:
     verbosity_factor: float = 2.0  # mean output tokens per call this hour vs the last day
     verbosity_min_tokens: float = 200.0  # ...only when this hour's mean is at least this
     error_ratio: float = 0.05  # share of requests with status "error" over 10 minutes
+    reconcile_max_drift: float = 0.05  # |metered - billed| / billed per model, from `llmmeter reconcile`
 
 
 def _n(value: float) -> str:
@@ -225,11 +226,26 @@ def build(t: Thresholds) -> dict[str, Any]:
             "{{ $value | humanizePercentage }} of {{ $labels." + provider + " }} calls failed in the last 10 minutes.",
         ),
     ]
+    # Reconciliation with the invoice: `llmmeter reconcile --prometheus-textfile` writes the gauge (a daily batch
+    # job; node_exporter's textfile collector serves it until the next run). abs(): both ways are wrong.
+    drift = names.metric_prometheus_name(names.METRIC_RECONCILE_DRIFT)
+    reconcile_rules = [
+        alert(
+            "LLMCostDriftFromInvoice",
+            f"max by ({by_model}) (abs({drift})) > {_n(t.reconcile_max_drift)}", "0m", "warning",
+            "llmmeter's cost differs from the provider's cost report",
+            "{{ $labels." + provider + " }}/{{ $labels." + model + " }}: llmmeter's cost and the provider's own "
+            "cost report differ by {{ $value | humanizePercentage }} over the last reconciled window (run `llmmeter "
+            "reconcile` for the day-by-day table): a missing or wrong price, a discount, or traffic llmmeter does "
+            "not see.",
+        ),
+    ]
     return {
         "groups": [
             {"name": "llmmeter-budget", "rules": budget_rules},
             {"name": "llmmeter-usage", "rules": usage_rules},
             {"name": "llmmeter-quality", "rules": quality_rules},
+            {"name": "llmmeter-reconcile", "rules": reconcile_rules},
         ]
     }
 
