@@ -313,3 +313,36 @@ def prometheus_with_metered(prometheus: str, promtool: str, tmp: pathlib.Path) -
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
         yield base
+
+
+def main() -> None:
+    """Serve both admin APIs and the backfilled Prometheus until interrupted (the README's example output)::
+
+        .venv/bin/python tests/reconcile_fixtures.py
+    """
+    import shutil
+    import sys
+    import tempfile
+    import time
+
+    from replay_server import scripted
+
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if not prometheus or not promtool:
+        sys.exit("prometheus and promtool are needed: bash scripts/system-deps.sh")
+    with tempfile.TemporaryDirectory() as tmp, \
+            prometheus_with_metered(prometheus, promtool, pathlib.Path(tmp)) as url, \
+            scripted(AdminAPI("openai")) as oai, scripted(AdminAPI("anthropic")) as ant:
+        print(f"export OPENAI_ADMIN_KEY={OPENAI_KEY} ANTHROPIC_ADMIN_KEY={ANTHROPIC_KEY}")
+        print(f"llmmeter reconcile openai --since 3d --until {UNTIL} --base-url {oai.base_url} --prometheus {url}")
+        print(f"llmmeter reconcile anthropic --since 3d --until {UNTIL} --base-url {ant.base_url} --prometheus {url}",
+              flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

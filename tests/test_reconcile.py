@@ -195,7 +195,8 @@ def assert_rows(printed: str, provider: str, expected: list[tuple]) -> None:
     got = [(row["day"], row["provider"], row["model"], row["billed_usd"], row["metered_usd"], row["drift_ratio"])
            for row in rows]
     want = [(day.isoformat(), provider, model, pytest.approx(billed, abs=1e-6), pytest.approx(metered, abs=1e-6),
-             None if drift is None else pytest.approx(drift, abs=1e-6)) for day, model, billed, metered, drift in expected]
+             None if drift is None else pytest.approx(drift, abs=1e-6))
+            for day, model, billed, metered, drift in expected]
     assert got == want
 
 
@@ -277,3 +278,11 @@ def test_retry_after_honoured_by_the_cli(prometheus_url: str) -> None:
     assert result.returncode == 1
     assert_rows(result.stdout, "openai", OPENAI_ROWS)
     assert len(api.seen) == 2 + 4  # the two faults, then 2 pages of costs and 2 of usage
+
+
+def test_scope_keeps_only_that_project(prometheus_url: str) -> None:
+    """--scope proj_web: o3-mini (billed only in proj_batch) is no longer the bill's; the other rows are unchanged."""
+    with scripted(AdminAPI("openai")) as server:
+        result = run_cli("openai", *window_args(server.base_url, prometheus_url), "--scope", "proj_web",
+                         "--format", "json", env={"OPENAI_ADMIN_KEY": OPENAI_KEY})
+    assert_rows(result.stdout, "openai", [row for row in OPENAI_ROWS if row[1] != "o3-mini"])

@@ -90,6 +90,8 @@ def reconcile_cmd(
     base_url: str = typer.Option(None, help="The provider's API base URL (default the public API)."),
     prometheus: str = typer.Option(None, help="Prometheus base URL to read llmmeter's metrics from."),
     ledger: str = typer.Option(None, help="llmmeter's cost ledger (directory or file) to read instead."),
+    scope: list[str] = typer.Option(None, help="Only this OpenAI project / Anthropic workspace id of the bill "
+                                               "(repeatable; default the whole organisation)."),
     output_format: str = typer.Option("table", "--format", help="table or json"),
     max_drift: float = typer.Option(0.05, help="Exit 1 when a day × model drifts more than this fraction."),
     min_usd: float = typer.Option(0.01, help="Ignore day × model rows where both sides are below this (USD)."),
@@ -131,7 +133,8 @@ def reconcile_cmd(
         end = rec.parse_until(until)
         start = end - dt.timedelta(days=days)
         source = rec.PrometheusSource(prometheus) if prometheus else rec.ledger_source(ledger)
-        result = rec.reconcile(provider, key, source, start, end, base_url=base_url)
+        result = rec.reconcile(provider, key, source, start, end, base_url=base_url,
+                               scopes=frozenset(scope) if scope else None)
         if prometheus_textfile:
             export.write_textfile(result, prometheus_textfile)
     except rec.ReconcileError as exc:

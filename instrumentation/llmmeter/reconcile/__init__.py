@@ -56,12 +56,13 @@ def parse_until(text: str | None, today: dt.date | None = None) -> dt.date:
 
 
 def reconcile(provider: str, key: str, source: MeteredSource, start: dt.date, end: dt.date,
-              base_url: str | None = None, **client_kwargs: Any) -> Reconciliation:
+              base_url: str | None = None, scopes: frozenset[str] | None = None,
+              **client_kwargs: Any) -> Reconciliation:
     """Read ``provider``'s reports for ``[start, end)``, read ``source`` for the same days, compare."""
     module = PROVIDERS[provider]
     api = module.client(key, base_url, **client_kwargs)
     report = module.fetch(api, start, end)
-    return compare(report, source.metered(module.PROVIDER, start, end), source.description)
+    return compare(report, source.metered(module.PROVIDER, start, end), source.description, scopes)
 
 
 def ledger_source(path: str) -> MeteredSource:

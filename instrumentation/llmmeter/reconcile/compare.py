@@ -23,6 +23,11 @@ from llmmeter.reconcile.sources import Metered, MeteredByDay
 JSON_FIELDS = ("day", "provider", "model", "billed_usd", "metered_usd", "drift_ratio")
 
 
+def tidy(value: float) -> float:
+    """Rounded to 9 decimals (sub-nano-dollar noise from summing floats), and never ``-0.0``."""
+    return round(value, 9) + 0.0
+
+
 def drift(billed: float, metered: float) -> float | None:
     return (metered - billed) / billed if billed > 0 else None
 
@@ -41,8 +46,8 @@ class Row:
     def to_json(self) -> dict[str, object]:
         """Exactly the documented JSON fields."""
         return {"day": self.day.isoformat(), "provider": self.provider, "model": self.model,
-                "billed_usd": round(self.billed_usd, 9), "metered_usd": round(self.metered_usd, 9),
-                "drift_ratio": None if self.drift_ratio is None else round(self.drift_ratio, 9)}
+                "billed_usd": tidy(self.billed_usd), "metered_usd": tidy(self.metered_usd),
+                "drift_ratio": None if self.drift_ratio is None else tidy(self.drift_ratio)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +118,14 @@ class Reconciliation:
         return out
 
 
-def compare(report: ProviderReport, metered: MeteredByDay, source: str) -> Reconciliation:
-    """Join the two sides per (day, canonical model)."""
+def compare(report: ProviderReport, metered: MeteredByDay, source: str,
+            scopes: frozenset[str] | None = None) -> Reconciliation:
+    """Join the two sides per (day, canonical model). ``scopes``: keep only these projects / workspaces of the
+    provider's side (when llmmeter meters only some of the organisation's apps)."""
+    if scopes:
+        report = ProviderReport(report.provider, report.start, report.end,
+                                [c for c in report.costs if c.scope in scopes],
+                                [u for u in report.usage if u.scope in scopes], report.scope_name)
     billed: dict[tuple[dt.date, str], float] = defaultdict(float)
     non_model: dict[str, float] = defaultdict(float)
     scope_usd: dict[tuple[str, str], float] = defaultdict(float)

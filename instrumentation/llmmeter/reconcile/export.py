@@ -29,7 +29,7 @@ def _escape(value: str) -> str:
 def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+    return repr(round(float(value), 9) + 0.0)
 
 
 def textfile(result: Reconciliation) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from rich.console import Console
 from rich.table import Table
 
-from llmmeter.reconcile.compare import Reconciliation
+from llmmeter.reconcile.compare import Reconciliation, tidy
 
 
 def _usd(value: float) -> str:
@@ -15,7 +16,7 @@ def _usd(value: float) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.1%}"
+    return "n/a" if value is None else f"{tidy(value):+.1%}"
 
 
 def _tokens(value: int | None) -> str:
@@ -29,9 +30,10 @@ def to_json(result: Reconciliation) -> str:
 def render(result: Reconciliation, console: Console, max_drift: float, min_usd: float) -> None:
     """Per day × model, per model (with the effective discount), unseen traffic, non-model lines, verdict."""
     exceeded = set(result.exceeded(max_drift, min_usd))
-    title = (f"{result.provider}: billed vs metered, {result.start} .. {result.end} (UTC days, end exclusive); "
-             f"metered from {result.source}")
-    table = Table(title=title, title_justify="left")
+    last = result.end - dt.timedelta(days=1)
+    console.print(f"{result.provider}: billed (the provider's cost report) vs metered ({result.source}), "
+                  f"UTC days {result.start} .. {last}", highlight=False)
+    table = Table()
     for name in ("day", "model", "billed", "metered", "drift", "billed tokens", "metered tokens"):
         table.add_column(name, justify="left" if name in ("day", "model") else "right")
     for row in result.rows:
