@@ -286,3 +286,33 @@ def test_scope_keeps_only_that_project(prometheus_url: str) -> None:
         result = run_cli("openai", *window_args(server.base_url, prometheus_url), "--scope", "proj_web",
                          "--format", "json", env={"OPENAI_ADMIN_KEY": OPENAI_KEY})
     assert_rows(result.stdout, "openai", [row for row in OPENAI_ROWS if row[1] != "o3-mini"])
+
+
+def test_discount_rules_name_what_the_app_called_and_a_surcharge_is_not_a_discount() -> None:
+    """compare() on hand-made reports: gpt-4o billed 16 vs metered 20 with equal tokens -> 0.8, one rule per name
+    the app's calls carried (a discount pattern matches those); claude billed 12 vs 10 with equal tokens -> not a
+    discount (multipliers are <= 1) but a rate to check; sonnet's tokens differ by 50 % -> no suggestion at all."""
+    from io import StringIO
+
+    from llmmeter.reconcile.compare import compare
+    from llmmeter.reconcile.render import render
+    from llmmeter.reconcile.report import BilledCost, BilledUsage, ProviderReport
+    from llmmeter.reconcile.sources import Metered
+    from rich.console import Console
+
+    report = ProviderReport("openai", D1, D2, [BilledCost(D1, "gpt-4o-2024-08-06", 16.0, "gpt-4o-2024-08-06, input"),
+                                               BilledCost(D1, "o1", 12.0, "o1, output"),
+                                               BilledCost(D1, "o3", 10.0, "o3, output")],
+                            [BilledUsage(D1, "gpt-4o-2024-08-06", 1000, 500), BilledUsage(D1, "o1", 100, 100),
+                             BilledUsage(D1, "o3", 100, 100)])
+    metered = {(D1, "gpt-4o"): Metered(10.0, 500, 250), (D1, "gpt-4o-2024-08-06"): Metered(10.0, 500, 250),
+               (D1, "o1"): Metered(10.0, 100, 100), (D1, "o3"): Metered(5.0, 150, 150)}
+    result = compare(report, metered, "hand")
+    assert [(s.model, s.effective_discount) for s in result.discount_suggestions(0.05)] == [
+        ("gpt-4o", pytest.approx(0.8)), ("o1", pytest.approx(1.2))]
+    out = StringIO()
+    render(result, Console(file=out, width=200), 0.05, 0.01)
+    text = out.getvalue()
+    assert 'LLMMETER_DISCOUNTS="openai/gpt-4o=0.8,openai/gpt-4o-2024-08-06=0.8"' in text
+    assert "llmmeter priced o1 below the bill (billed/metered 1.200)" in text
+    assert not [line for line in text.splitlines() if line.startswith("tokens agree") and "o3" in line]

@@ -112,7 +112,7 @@ def reconcile_cmd(
     err = Console(stderr=True)
 
     def fail(message: str) -> typer.Exit:
-        err.print(f"[red]llmmeter reconcile: {message}[/red]", markup=True, highlight=False)
+        err.print(f"[red]llmmeter reconcile: {message}[/red]", highlight=False, soft_wrap=True)
         return typer.Exit(2)
 
     if provider not in rec.PROVIDERS:

@@ -59,6 +59,7 @@ class ModelSummary:
     metered_usd: float
     billed_tokens: int | None
     metered_tokens: int
+    metered_as: tuple[str, ...] = ()  # the model names the app's calls carried (what a discount rule matches)
 
     @property
     def drift_ratio(self) -> float | None:
@@ -106,15 +107,16 @@ class Reconciliation:
                 out.append(row)
         return out
 
-    def discount_suggestions(self, max_drift: float) -> list[tuple[str, float]]:
-        """``(model, billed/metered)`` where dollars drift but tokens agree within ``max_drift``."""
+    def discount_suggestions(self, max_drift: float) -> list[ModelSummary]:
+        """Models whose dollars drift past ``max_drift`` while their tokens agree within it: the gap is the price
+        (a negotiated discount when billed < metered, a wrong rate when billed > metered), not missing traffic."""
         out = []
         for summary in self.models:
             ratio, token_drift = summary.effective_discount, summary.token_drift
             if ratio is None or abs(ratio - 1) <= max_drift:
                 continue
             if token_drift is not None and abs(token_drift) <= max_drift:
-                out.append((summary.model, ratio))
+                out.append(summary)
         return out
 
 
@@ -144,10 +146,13 @@ def compare(report: ProviderReport, metered: MeteredByDay, source: str,
         key_tokens[(model, usage.api_key_id or "(none)", usage.scope or "(default)")] += (
             usage.input_tokens + usage.output_tokens)
     seen: dict[tuple[dt.date, str], Metered] = defaultdict(Metered)
+    metered_as: dict[str, set[str]] = defaultdict(set)
     for (day, raw_model), value in metered.items():
         if report.start <= day < report.end and raw_model:
             key = (day, canonical_model(raw_model))
             seen[key] = seen[key] + value
+            if value != Metered():
+                metered_as[key[1]].add(raw_model)
 
     result = Reconciliation(report.provider, report.start, report.end, source, report.scope_name)
     for day, model in sorted(set(billed) | set(seen)):
@@ -163,7 +168,8 @@ def compare(report: ProviderReport, metered: MeteredByDay, source: str,
         known = [row.billed_tokens for row in rows if row.billed_tokens is not None]
         result.models.append(ModelSummary(model, math.fsum(r.billed_usd for r in rows),
                                           math.fsum(r.metered_usd for r in rows),
-                                          sum(known) if known else None, sum(r.metered_tokens for r in rows)))
+                                          sum(known) if known else None, sum(r.metered_tokens for r in rows),
+                                          tuple(sorted(metered_as.get(model, ())))))
         unseen_rows = [r for r in rows if r.billed_usd > 0 and r.metered_usd == 0 and r.metered_tokens == 0]
         if unseen_rows:
             scopes = sorted(((s, usd) for (m, s), usd in scope_usd.items() if m == model), key=lambda x: -x[1])

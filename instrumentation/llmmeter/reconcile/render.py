@@ -31,8 +31,8 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
     """Per day × model, per model (with the effective discount), unseen traffic, non-model lines, verdict."""
     exceeded = set(result.exceeded(max_drift, min_usd))
     last = result.end - dt.timedelta(days=1)
-    console.print(f"{result.provider}: billed (the provider's cost report) vs metered ({result.source}), "
-                  f"UTC days {result.start} .. {last}", highlight=False)
+    console.print(f"{result.provider}, UTC days {result.start} .. {last}; billed: the provider's cost report, "
+                  f"metered: {result.source}", highlight=False, soft_wrap=True)
     table = Table()
     for name in ("day", "model", "billed", "metered", "drift", "billed tokens", "metered tokens"):
         table.add_column(name, justify="left" if name in ("day", "model") else "right")
@@ -62,10 +62,17 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
         console.print(f"billed outside any model (not metered by llmmeter): {line_item}: {_usd(usd)}")
 
     suggestions = result.discount_suggestions(max_drift)
-    if suggestions:
-        spec = ",".join(f"{result.provider}/{model}={ratio:.3g}" for model, ratio in suggestions)
+    discounts = [s for s in suggestions if (s.effective_discount or 1) < 1]
+    if discounts:
+        spec = ",".join(f"{result.provider}/{name}={s.effective_discount:.3g}" for s in discounts
+                        for name in (s.metered_as or (s.model,)))
         console.print("tokens agree but dollars do not: the effective discount (billed/metered) is "
-                      f'LLMMETER_DISCOUNTS="{spec}"')
+                      f'LLMMETER_DISCOUNTS="{spec}"', highlight=False, soft_wrap=True)
+    for summary in suggestions:
+        if (summary.effective_discount or 0) > 1:
+            console.print(f"tokens agree but llmmeter priced {summary.model} below the bill (billed/metered "
+                          f"{summary.effective_discount:.3f}): check its rates in the price table (service tier, "
+                          "long context, cache writes)", highlight=False, soft_wrap=True)
     if exceeded:
         console.print(f"[bold red]{len(exceeded)} day × model row(s) drift more than {max_drift:.1%}[/bold red]")
     else:
