@@ -316,3 +316,23 @@ def test_discount_rules_name_what_the_app_called_and_a_surcharge_is_not_a_discou
     assert 'LLMMETER_DISCOUNTS="openai/gpt-4o=0.8,openai/gpt-4o-2024-08-06=0.8"' in text
     assert "llmmeter priced o1 below the bill (billed/metered 1.200)" in text
     assert not [line for line in text.splitlines() if line.startswith("tokens agree") and "o3" in line]
+
+
+def test_a_report_not_shaped_as_documented_is_a_clear_error(prometheus_url: str) -> None:
+    """A bucket without `start_time`: exit 2 naming the problem, no traceback, nothing compared."""
+    odd = Reply.json({"object": "page", "data": [{"object": "bucket", "results": []}], "has_more": False,
+                      "next_page": None})
+    with scripted(lambda request: odd) as server:
+        result = run_cli("openai", *window_args(server.base_url, prometheus_url), env={"OPENAI_ADMIN_KEY": OPENAI_KEY})
+    assert result.returncode == 2
+    assert "not shaped as documented (KeyError: 'start_time')" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_prometheus_is_named() -> None:
+    from promtools import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with scripted(AdminAPI("anthropic")) as server:
+        result = run_cli("anthropic", *window_args(server.base_url, url), env={"ANTHROPIC_ADMIN_KEY": ANTHROPIC_KEY})
+    assert result.returncode == 2 and f"cannot read Prometheus at {url}" in result.stderr

@@ -61,7 +61,11 @@ def reconcile(provider: str, key: str, source: MeteredSource, start: dt.date, en
     """Read ``provider``'s reports for ``[start, end)``, read ``source`` for the same days, compare."""
     module = PROVIDERS[provider]
     api = module.client(key, base_url, **client_kwargs)
-    report = module.fetch(api, start, end)
+    try:
+        report = module.fetch(api, start, end)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReconcileError(f"{provider}'s report is not shaped as documented ({type(exc).__name__}: {exc}); "
+                             "nothing was compared") from None
     return compare(report, source.metered(module.PROVIDER, start, end), source.description, scopes)
 
 
