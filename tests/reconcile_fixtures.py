@@ -3,7 +3,8 @@ documented, and llmmeter's own metrics for the same days in a real Prometheus (b
 
 The documented shapes these emulators serve (looked up in the providers' API references):
 
-- OpenAI Costs API, https://platform.openai.com/docs/api-reference/usage/costs (object reference "Costs object":
+- OpenAI Costs API, https://platform.openai.com/docs/api-reference/usage/costs (also rendered at
+  https://developers.openai.com/api/reference/ -> organization "Costs"; object reference "Costs object":
   ``{"object": "organization.costs.result", "amount": {"value": 0.06, "currency": "usd"}, "line_item": ...,
   "project_id": ...}``); ``GET /v1/organization/costs`` with ``start_time`` (Unix s, inclusive), ``end_time``
   (exclusive), ``bucket_width`` (only ``1d``), ``group_by`` (``project_id``, ``line_item``), ``limit`` (1-180,
@@ -24,7 +25,9 @@ The documented shapes these emulators serve (looked up in the providers' API ref
   /v1/organizations/usage_report/messages`` with ``group_by[]`` (``api_key_id``, ``workspace_id``, ``model``, ...);
   results carry ``uncached_input_tokens``, ``cache_read_input_tokens``, ``cache_creation:
   {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}``, ``output_tokens``, ``server_tool_use``, ``model``,
-  ``workspace_id``, ``api_key_id``. Both Anthropic reports authenticate with ``x-api-key`` and ``anthropic-version``.
+  ``workspace_id``, ``api_key_id`` (the nesting of ``cache_creation`` as read by Anthropic's own cookbook,
+  anthropics/claude-cookbooks observability/usage_cost_api.ipynb). Both Anthropic reports authenticate with
+  ``x-api-key`` and ``anthropic-version: 2023-06-01`` (https://platform.claude.com/docs/en/build-with-claude/usage-cost-api).
 
 Every figure below is written by hand; the tests' expected drifts are computed from these literals.
 """

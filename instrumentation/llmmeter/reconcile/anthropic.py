@@ -65,6 +65,15 @@ def _int(value: Any) -> int:
     return int(value or 0)
 
 
+def input_tokens(result: dict[str, Any]) -> int:
+    """Semconv input: uncached + cache reads + cache writes (both TTLs). ``cache_creation`` is documented nested;
+    some derived schemas spell it flat (``cache_creation_5m_input_tokens``): both are read."""
+    creation = result.get("cache_creation") or {}
+    nested = _int(creation.get("ephemeral_5m_input_tokens")) + _int(creation.get("ephemeral_1h_input_tokens"))
+    flat = _int(result.get("cache_creation_5m_input_tokens")) + _int(result.get("cache_creation_1h_input_tokens"))
+    return _int(result.get("uncached_input_tokens")) + _int(result.get("cache_read_input_tokens")) + (nested or flat)
+
+
 def fetch(api: ReportClient, start: dt.date, end: dt.date) -> ProviderReport:
     """Cost report (by workspace and description) and messages usage (by model, workspace, API key)."""
     report = ProviderReport(PROVIDER, start, end, scope_name="workspace")
@@ -87,11 +96,7 @@ def fetch(api: ReportClient, start: dt.date, end: dt.date) -> ProviderReport:
             for result in bucket.get("results") or []:
                 if not result.get("model"):
                     continue
-                creation = result.get("cache_creation") or {}
-                input_tokens = (_int(result.get("uncached_input_tokens")) + _int(result.get("cache_read_input_tokens"))
-                                + _int(creation.get("ephemeral_5m_input_tokens"))
-                                + _int(creation.get("ephemeral_1h_input_tokens")))
-                report.usage.append(BilledUsage(day, str(result["model"]), input_tokens,
+                report.usage.append(BilledUsage(day, str(result["model"]), input_tokens(result),
                                                 _int(result.get("output_tokens")), None,
                                                 result.get("workspace_id"), result.get("api_key_id")))
     return report
