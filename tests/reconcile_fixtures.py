@@ -143,6 +143,15 @@ class AdminAPI:
     provider: str
     faults: list[Reply] = field(default_factory=list)
     seen: list[RecordedRequest] = field(default_factory=list)
+    costs: list[tuple] | None = None  # default: OPENAI_COSTS / ANTHROPIC_COSTS
+    usage: list[tuple] | None = None  # default: OPENAI_USAGE / ANTHROPIC_USAGE
+
+    def __post_init__(self) -> None:
+        openai = self.provider == "openai"
+        if self.costs is None:
+            self.costs = OPENAI_COSTS if openai else ANTHROPIC_COSTS
+        if self.usage is None:
+            self.usage = OPENAI_USAGE if openai else ANTHROPIC_USAGE
 
     def __call__(self, request: RecordedRequest) -> Reply:
         self.seen.append(request)
@@ -185,13 +194,13 @@ class AdminAPI:
             if request.path == "/v1/organization/costs":
                 results = [{"object": "organization.costs.result", "amount": {"value": usd, "currency": "usd"},
                             "line_item": item, "project_id": project}
-                           for d, item, project, usd in OPENAI_COSTS if d == day]
+                           for d, item, project, usd in self.costs if d == day]
             else:
                 results = [{"object": "organization.usage.completions.result", "input_tokens": inp,
                             "output_tokens": out, "input_cached_tokens": cached, "num_model_requests": n,
                             "project_id": project, "user_id": None, "api_key_id": key, "model": model,
                             "batch": None}
-                           for d, model, project, key, inp, out, cached, n in OPENAI_USAGE if d == day]
+                           for d, model, project, key, inp, out, cached, n in self.usage if d == day]
             buckets.append({"object": "bucket", "start_time": _unix(day),
                             "end_time": _unix(day + dt.timedelta(days=1)), "results": results})
         more = first + len(page_days) < len(days)
@@ -233,14 +242,14 @@ class AdminAPI:
                             "cost_type": "tokens" if model else "web_search", "context_window": "0-200k" if model
                             else None, "model": model, "service_tier": "standard" if model else None,
                             "token_type": token_type, "workspace_id": workspace}
-                           for d, model, token_type, workspace, cents in ANTHROPIC_COSTS if d == day]
+                           for d, model, token_type, workspace, cents in self.costs if d == day]
             else:
                 results = [{"uncached_input_tokens": unc, "cache_read_input_tokens": read,
                             "cache_creation": {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1},
                             "output_tokens": out, "server_tool_use": {"web_search_requests": 0},
                             "api_key_id": key, "workspace_id": workspace, "model": model, "service_tier": None,
                             "context_window": None}
-                           for d, model, workspace, key, unc, read, w5, w1, out in ANTHROPIC_USAGE if d == day]
+                           for d, model, workspace, key, unc, read, w5, w1, out in self.usage if d == day]
             buckets.append({"starting_at": _iso(day), "ending_at": _iso(day + dt.timedelta(days=1)),
                             "results": results})
         more = first + len(page_days) < len(days)
