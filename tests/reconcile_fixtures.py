@@ -103,7 +103,8 @@ ANTHROPIC_COSTS: list[tuple[dt.date, str | None, str | None, str | None, str]] =
     (D1, None, None, "wrkspc_app", "20.00"),  # web search: $0.20, no model
     (D2, SONNET, "uncached_input_tokens", "wrkspc_app", "330.00"),
     (D2, SONNET, "output_tokens", "wrkspc_app", "450.00"),  # sonnet D2: $7.80
-    (D2, HAIKU, "output_tokens", None, "123.45"),  # haiku D2: $1.2345 (the docs' example amount), default workspace
+    (D2, HAIKU, "output_tokens", None, "123.45"),  # the docs' example amount ($1.2345), default workspace
+    (D2, HAIKU, "uncached_input_tokens", None, "20.00"),  # haiku D2: $1.4345
     (D3, SONNET, "uncached_input_tokens", "wrkspc_app", "300.00"),
     (D3, SONNET, "output_tokens", "wrkspc_app", "480.00"),  # sonnet D3: $7.80
 ]
@@ -111,7 +112,7 @@ ANTHROPIC_COSTS: list[tuple[dt.date, str | None, str | None, str | None, str]] =
 ANTHROPIC_USAGE: list[tuple[dt.date, str, str | None, str, int, int, int, int, int]] = [
     (D1, SONNET, "wrkspc_app", "apikey_app", 1_000_000, 1_000_000, 200_000, 50_000, 300_000),
     (D2, SONNET, "wrkspc_app", "apikey_app", 1_100_000, 0, 0, 0, 300_000),
-    (D2, HAIKU, None, "apikey_tools", 10_000, 0, 0, 0, 246_900),
+    (D2, HAIKU, None, "apikey_tools", 60_000, 0, 0, 0, 246_900),
     (D3, SONNET, "wrkspc_app", "apikey_app", 1_000_000, 0, 0, 0, 320_000),
 ]
 
@@ -130,6 +131,11 @@ METERED: dict[tuple[str, str, dt.date], tuple[float, int, int]] = {
     ("anthropic", "claude-haiku-4-5", D2): (1.2345, 10_000, 246_900),
 }
 RESET_AT_NOON = {("openai", "gpt-4o-mini", D2)}  # the app restarted: the counter starts again from zero
+# A label set that made one call, at D2 12:00 (a rare tenant): its series is born with the call's value and never
+# moves, so increase() sees nothing; its first value is part of the day. (provider, model, tenant, born, usd,
+# input, output)
+SPARSE = [("anthropic", "claude-haiku-4-5", "rare", dt.datetime(2026, 11, 2, 12, tzinfo=dt.timezone.utc),
+           0.20, 50_000, 0)]
 
 
 # --- the admin APIs ----------------------------------------------------------------------------------------------
@@ -301,6 +307,13 @@ def openmetrics() -> str:
                     value = per_step * (k - steps // 2) if reset and k > steps // 2 else value + per_step
                     samples.append((_unix(day) + k * STEP_S, value))
             series[f"{metric}{{{base}{extra}}}"] = samples
+    for provider, model, tenant, born, usd, inp, out in SPARSE:
+        base = f'{lbl(names.PROVIDER)}="{provider}",{lbl(names.REQUEST_MODEL)}="{model}",service_name="app"'
+        base += f',tenant="{tenant}"'
+        first, last = int(born.timestamp()), _unix(UNTIL)
+        for metric, value, extra in ((cost, usd, ""), (tokens, inp, f',{lbl(names.LABEL_TOKEN_TYPE)}="input"'),
+                                     (tokens, out, f',{lbl(names.LABEL_TOKEN_TYPE)}="output"')):
+            series[f"{metric}{{{base}{extra}}}"] = [(ts, float(value)) for ts in range(first, last + 1, STEP_S)]
     lines = [f"# TYPE {cost.removesuffix('_total')} counter", f"# TYPE {tokens.removesuffix('_total')} counter"]
     for selector, samples in series.items():
         lines += [f"{selector} {value!r} {ts}" for ts, value in samples]

@@ -97,7 +97,7 @@ def test_anthropic_amounts_are_cents_and_input_includes_cache() -> None:
     for cost in report.costs:
         billed[(cost.day, cost.model and canonical_model(cost.model))] += cost.usd
     assert billed == pytest.approx({(D1, "claude-sonnet-4-5"): 7.80, (D1, None): 0.20, (D2, "claude-sonnet-4-5"): 7.80,
-                                    (D2, "claude-haiku-4-5"): 1.2345, (D3, "claude-sonnet-4-5"): 7.80})
+                                    (D2, "claude-haiku-4-5"): 1.2345 + 0.20, (D3, "claude-sonnet-4-5"): 7.80})
     d1 = next(u for u in report.usage if u.day == D1)
     assert (d1.input_tokens, d1.output_tokens, d1.scope, d1.api_key_id) == (2_250_000, 300_000, "wrkspc_app",
                                                                            "apikey_app")
@@ -143,7 +143,7 @@ def test_one_5xx_then_success() -> None:
     api = AdminAPI("anthropic", faults=[Reply(502, [], b"<html>bad gateway</html>")])
     with scripted(api) as server:
         report = anthropic.fetch(anthropic.client(ANTHROPIC_KEY, server.base_url, sleep=sleeps.append), D1, UNTIL)
-    assert sleeps == [0.5] and len(report.costs) == 9
+    assert sleeps == [0.5] and len(report.costs) == 10
 
 
 def test_401_names_the_variable_never_the_key(prometheus_url: str) -> None:
@@ -215,7 +215,7 @@ def test_anthropic_within_drift_exits_0(prometheus_url: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert_rows(result.stdout, "anthropic", [
         (D1, "claude-sonnet-4-5", 7.80, 7.80, 0.0),
-        (D2, "claude-haiku-4-5", 1.2345, 1.2345, 0.0),
+        (D2, "claude-haiku-4-5", 1.4345, 1.4345, 0.0),  # 0.20 of it from a series born that day
         (D2, "claude-sonnet-4-5", 7.80, 7.80, 0.0),
         (D3, "claude-sonnet-4-5", 7.80, 7.60, (7.60 - 7.80) / 7.80),  # -2.56 %
     ])

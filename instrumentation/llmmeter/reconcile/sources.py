@@ -47,12 +47,14 @@ class MeteredSource(Protocol):
 
 
 class PrometheusSource:
-    """Reads ``increase()`` of llmmeter's cost and token counters per UTC day from the Prometheus HTTP API.
+    """Reads llmmeter's cost and token counters per UTC day from the Prometheus HTTP API.
 
-    One instant query per day and counter, evaluated at the next midnight over ``[1d]``, summed by
-    ``gen_ai_request_model``. What ``increase()`` implies (documented in the README): it handles counter resets
-    (app restarts) but extrapolates at the window edges, and a series' first sample is not an increase -- a
-    label set first seen that day under-counts by its first value. Use the ledger for exact figures.
+    Per day and counter, two instant queries evaluated at the next midnight, summed by ``gen_ai_request_model``:
+    ``increase(x[1d])``, plus ``min_over_time(x[1d]) unless x offset 1d`` -- the first value of every series born
+    that day, which ``increase()`` cannot see (a user or label set that made one call that day would otherwise
+    count for nothing; a restarted process with a new instance label starts new series). What stays approximate
+    (documented in the README): ``increase()`` extrapolates up to half a scrape interval at the window edges, and a
+    series that reset the same day it was born counts its post-reset minimum. Use the ledger for exact figures.
     """
 
     def __init__(self, url: str, timeout_s: float = 30.0) -> None:
@@ -77,28 +79,38 @@ class PrometheusSource:
             raise ReconcileError(f"Prometheus {self.url}: {doc.get('error') or doc}")
         return [(item["metric"], float(item["value"][1])) for item in doc["data"]["result"]]
 
+    @staticmethod
+    def day_exprs(series: str, by: str) -> tuple[str, str]:
+        """(increase over the day, first values of the series born that day) for a counter selector."""
+        return (f"sum by ({by}) (increase({series}[1d]))",
+                f"sum by ({by}) (min_over_time({series}[1d]) unless {series} offset 1d)")
+
     def metered(self, provider: str, start: dt.date, end: dt.date) -> MeteredByDay:
         lbl = names.prometheus_label
         model, provider_label, token_type = lbl(names.REQUEST_MODEL), lbl(names.PROVIDER), lbl(names.LABEL_TOKEN_TYPE)
         cost = names.metric_prometheus_name(names.METRIC_COST)
         tokens = names.metric_prometheus_name(names.METRIC_TOKENS)
         selector = f'{provider_label}="{provider}"'
-        cost_expr = f"sum by ({model}) (increase({cost}{{{selector}}}[1d]))"
         types = f"{names.TOKEN_TYPE_INPUT}|{names.TOKEN_TYPE_OUTPUT}"
-        tokens_expr = (f"sum by ({model}, {token_type}) "
-                       f'(increase({tokens}{{{selector}, {token_type}=~"{types}"}}[1d]))')
-        out: MeteredByDay = {}
+        cost_exprs = self.day_exprs(f"{cost}{{{selector}}}", model)
+        token_exprs = self.day_exprs(f'{tokens}{{{selector}, {token_type}=~"{types}"}}', f"{model}, {token_type}")
+        usd: dict[tuple[dt.date, str], float] = {}
+        counted: dict[tuple[dt.date, str, str], float] = {}
         day = start
         while day < end:
             at = midnight(day + dt.timedelta(days=1))
-            for labels, value in self._query(cost_expr, at):
-                key = (day, labels.get(model, ""))
-                out[key] = out.get(key, Metered()) + Metered(usd=value)
-            for labels, value in self._query(tokens_expr, at):
-                key = (day, labels.get(model, ""))
-                count = round(value)
-                add = (Metered(input_tokens=count) if labels.get(token_type) == names.TOKEN_TYPE_INPUT
-                       else Metered(output_tokens=count))
-                out[key] = out.get(key, Metered()) + add
+            for expr in cost_exprs:
+                for labels, value in self._query(expr, at):
+                    key = (day, labels.get(model, ""))
+                    usd[key] = usd.get(key, 0.0) + value
+            for expr in token_exprs:
+                for labels, value in self._query(expr, at):
+                    tkey = (day, labels.get(model, ""), labels.get(token_type, ""))
+                    counted[tkey] = counted.get(tkey, 0.0) + value
             day += dt.timedelta(days=1)
+        out: MeteredByDay = {key: Metered(usd=value) for key, value in usd.items()}
+        for (day, name, kind), value in counted.items():
+            add = (Metered(input_tokens=round(value)) if kind == names.TOKEN_TYPE_INPUT
+                   else Metered(output_tokens=round(value)))
+            out[(day, name)] = out.get((day, name), Metered()) + add
         return out
