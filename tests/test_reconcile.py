@@ -242,6 +242,9 @@ def test_table_names_unseen_traffic_and_the_effective_discount(prometheus_url: s
     # gpt-4o: tokens agree to the token, dollars are 24 billed / 30 metered = 0.8 -> a 20 % discount.
     assert 'LLMMETER_DISCOUNTS="openai/gpt-4o=0.8"' in out
     assert "Image models: $0.4000" in out  # billed, but no model: listed, not counted as drift
+    # The bill per project: proj_batch only o3-mini ($2.00); proj_web gpt-4o 24.00 and gpt-4o-mini 13.00.
+    assert "│ proj_batch │ o3-mini     │  $2.0000 │" in out
+    assert "│ proj_web   │ gpt-4o      │ $24.0000 │" in out and "│ proj_web   │ gpt-4o-mini │ $13.0000 │" in out
     assert "+25.0%" in out and "-100.0%" in out
     assert OPENAI_KEY not in out + result.stderr
 

@@ -96,6 +96,7 @@ class Reconciliation:
     models: list[ModelSummary] = field(default_factory=list)
     unseen: list[Unseen] = field(default_factory=list)
     non_model: list[tuple[str, float]] = field(default_factory=list)  # (line item, USD) llmmeter cannot meter
+    by_scope: list[tuple[str, str, float]] = field(default_factory=list)  # (project/workspace, model, USD) billed
 
     def exceeded(self, max_drift: float, min_usd: float) -> list[Row]:
         """Rows past ``max_drift`` (either way); rows where both sides are under ``min_usd`` are noise."""
@@ -177,4 +178,6 @@ def compare(report: ProviderReport, metered: MeteredByDay, source: str,
             result.unseen.append(Unseen(model, tuple(r.day for r in unseen_rows),
                                         math.fsum(r.billed_usd for r in unseen_rows), tuple(scopes), tuple(keys)))
     result.non_model = sorted(non_model.items(), key=lambda item: -item[1])
+    result.by_scope = sorted(((scope, model, usd) for (model, scope), usd in scope_usd.items()),
+                             key=lambda item: (item[0], -item[2], item[1]))
     return result

@@ -51,6 +51,15 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
                           _pct(summary.token_drift), "n/a" if ratio is None else f"{ratio:.3f}")
     console.print(per_model)
 
+    if len({scope for scope, _model, _usd in result.by_scope}) > 1:
+        scopes = Table(title=f"billed per {result.scope_name} (the provider's breakdown; llmmeter's side has none)",
+                       title_justify="left")
+        for name in (result.scope_name, "model", "billed"):
+            scopes.add_column(name, justify="right" if name == "billed" else "left")
+        for scope, model, usd in result.by_scope:
+            scopes.add_row(scope, model, _usd(usd))
+        console.print(scopes)
+
     for unseen in result.unseen:
         days = ", ".join(day.isoformat() for day in unseen.days)
         console.print(f"[yellow]billed but never metered:[/yellow] {unseen.model}: {_usd(unseen.billed_usd)} on {days}")
