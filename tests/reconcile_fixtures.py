@@ -346,12 +346,14 @@ def main() -> None:
         .venv/bin/python tests/reconcile_fixtures.py
     """
     import shutil
+    import signal
     import sys
     import tempfile
     import time
 
     from replay_server import scripted
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill PID` stops Prometheus too (the with-blocks exit)
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
     if not prometheus or not promtool:
         sys.exit("prometheus and promtool are needed: bash scripts/system-deps.sh")

@@ -52,8 +52,7 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
     console.print(per_model)
 
     if len({scope for scope, _model, _usd in result.by_scope}) > 1:
-        scopes = Table(title=f"billed per {result.scope_name} (the provider's breakdown; llmmeter's side has none)",
-                       title_justify="left")
+        scopes = Table(title=f"billed per {result.scope_name}", title_justify="left")
         for name in (result.scope_name, "model", "billed"):
             scopes.add_column(name, justify="right" if name == "billed" else "left")
         for scope, model, usd in result.by_scope:
