@@ -293,8 +293,9 @@ def test_scope_keeps_only_that_project(prometheus_url: str) -> None:
 
 def test_discount_rules_name_what_the_app_called_and_a_surcharge_is_not_a_discount() -> None:
     """compare() on hand-made reports: gpt-4o billed 16 vs metered 20 with equal tokens -> 0.8, one rule per name
-    the app's calls carried (a discount pattern matches those); claude billed 12 vs 10 with equal tokens -> not a
-    discount (multipliers are <= 1) but a rate to check; sonnet's tokens differ by 50 % -> no suggestion at all."""
+    the app's calls carried (a discount pattern matches those); o1 billed 12 vs 10 with equal tokens -> not a
+    discount (multipliers are <= 1) but a rate to check; o3's tokens differ by 50 % -> no suggestion at all; a
+    fine-tune llmmeter counted but could not price is named as unpriced, not as unseen traffic."""
     from io import StringIO
 
     from llmmeter.reconcile.compare import compare
@@ -305,11 +306,13 @@ def test_discount_rules_name_what_the_app_called_and_a_surcharge_is_not_a_discou
 
     report = ProviderReport("openai", D1, D2, [BilledCost(D1, "gpt-4o-2024-08-06", 16.0, "gpt-4o-2024-08-06, input"),
                                                BilledCost(D1, "o1", 12.0, "o1, output"),
-                                               BilledCost(D1, "o3", 10.0, "o3, output")],
+                                               BilledCost(D1, "o3", 10.0, "o3, output"),
+                                               BilledCost(D1, "ft:gpt-4o:acme::x1", 3.0, "ft:gpt-4o:acme::x1, input")],
                             [BilledUsage(D1, "gpt-4o-2024-08-06", 1000, 500), BilledUsage(D1, "o1", 100, 100),
                              BilledUsage(D1, "o3", 100, 100)])
     metered = {(D1, "gpt-4o"): Metered(10.0, 500, 250), (D1, "gpt-4o-2024-08-06"): Metered(10.0, 500, 250),
-               (D1, "o1"): Metered(10.0, 100, 100), (D1, "o3"): Metered(5.0, 150, 150)}
+               (D1, "o1"): Metered(10.0, 100, 100), (D1, "o3"): Metered(5.0, 150, 150),
+               (D1, "ft:gpt-4o:acme::x1"): Metered(0.0, 4000, 0)}  # counted, but llmmeter has no price for it
     result = compare(report, metered, "hand")
     assert [(s.model, s.effective_discount) for s in result.discount_suggestions(0.05)] == [
         ("gpt-4o", pytest.approx(0.8)), ("o1", pytest.approx(1.2))]
@@ -319,6 +322,10 @@ def test_discount_rules_name_what_the_app_called_and_a_surcharge_is_not_a_discou
     assert 'LLMMETER_DISCOUNTS="openai/gpt-4o=0.8,openai/gpt-4o-2024-08-06=0.8"' in text
     assert "llmmeter priced o1 below the bill (billed/metered 1.200)" in text
     assert not [line for line in text.splitlines() if line.startswith("tokens agree") and "o3" in line]
+    # (fine-tunes are compared under their base, as the price lookup's normalization names them)
+    assert ("metered without a price: ft:gpt-4o: llmmeter counted 4,000 tokens but has no price for it; the provider "
+            "billed $3.0000. Add it to the price table (llmmeter prices show ft:gpt-4o:acme::x1)") in text
+    assert "billed but never metered: ft:gpt-4o" not in text  # it was seen, just not priced
 
 
 def test_a_report_not_shaped_as_documented_is_a_clear_error(prometheus_url: str) -> None:

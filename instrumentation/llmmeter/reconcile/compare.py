@@ -98,6 +98,11 @@ class Reconciliation:
     non_model: list[tuple[str, float]] = field(default_factory=list)  # (line item, USD) llmmeter cannot meter
     by_scope: list[tuple[str, str, float]] = field(default_factory=list)  # (project/workspace, model, USD) billed
 
+    @property
+    def unpriced(self) -> list[ModelSummary]:
+        """Models the provider billed and llmmeter counted tokens for, but priced at nothing: no price entry."""
+        return [s for s in self.models if s.billed_usd > 0 and s.metered_usd == 0 and s.metered_tokens > 0]
+
     def exceeded(self, max_drift: float, min_usd: float) -> list[Row]:
         """Rows past ``max_drift`` (either way); rows where both sides are under ``min_usd`` are noise."""
         out = []

@@ -66,6 +66,12 @@ def render(result: Reconciliation, console: Console, max_drift: float, min_usd: 
             console.print(f"  {result.scope_name} {scope}: {_usd(usd)} over the window")
         for key, scope, tokens in unseen.by_api_key:
             console.print(f"  api key {key} ({result.scope_name} {scope}): {tokens:,} tokens over the window")
+    for summary in result.unpriced:
+        console.print(f"[yellow]metered without a price:[/yellow] {summary.model}: llmmeter counted "
+                      f"{summary.metered_tokens:,} tokens but has no price for it; the provider billed "
+                      f"{_usd(summary.billed_usd)}. Add it to the price table "
+                      f"(llmmeter prices show {(summary.metered_as or (summary.model,))[0]})",
+                      highlight=False, soft_wrap=True)
     for line_item, usd in result.non_model:
         console.print(f"billed outside any model (not metered by llmmeter): {line_item}: {_usd(usd)}")
 
