@@ -19,10 +19,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from llmmeter.reconcile import anthropic, openai
 from llmmeter.reconcile.client import ReconcileError
 from llmmeter.reconcile.report import canonical_model
-from promtools import require_binary
+from promtools import RULES_FILE, PrometheusAPI, free_port, http_get, require_binary, running, wait_until
 from reconcile_fixtures import ANTHROPIC_KEY, D1, D2, D3, OPENAI_KEY, UNTIL, AdminAPI, prometheus_with_metered
 from replay_server import Reply, scripted
 
@@ -340,9 +341,34 @@ def test_a_report_not_shaped_as_documented_is_a_clear_error(prometheus_url: str)
 
 
 def test_an_unreachable_prometheus_is_named() -> None:
-    from promtools import free_port
-
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with scripted(AdminAPI("anthropic")) as server:
         result = run_cli("anthropic", *window_args(server.base_url, url), env={"ANTHROPIC_ADMIN_KEY": ANTHROPIC_KEY})
     assert result.returncode == 2 and f"cannot read Prometheus at {url}" in result.stderr
+
+
+def test_the_alert_fires_from_the_textfile_on_a_real_prometheus(prometheus_url: str, tmp_path: pathlib.Path) -> None:
+    """The .prom file re-served over HTTP as node_exporter's textfile collector does, scraped by a real Prometheus
+    loaded with collector/rules/llmmeter-alerts.yaml: LLMCostDriftFromInvoice fires for gpt-4o (+25 %), o3-mini
+    (-100 %) and gpt-4.1-nano (+Inf), not for gpt-4o-mini (+0.77 %, under 5 %)."""
+    path = tmp_path / "llmmeter-reconcile-openai.prom"
+    with scripted(AdminAPI("openai")) as server:
+        run_cli("openai", *window_args(server.base_url, prometheus_url), "--prometheus-textfile", str(path),
+                env={"OPENAI_ADMIN_KEY": OPENAI_KEY})
+    exposition = Reply(200, [("Content-Type", "text/plain; version=0.0.4")], path.read_bytes())
+    with scripted(lambda request: exposition) as node:
+        port = free_port()
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES_FILE)],
+            "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [node.base_url.split("//")[1]]}]}],
+        }))
+        args = [require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
+        with running(args, tmp_path / "prometheus.log"):
+            api = PrometheusAPI(f"http://127.0.0.1:{port}")
+            wait_until(lambda: http_get(f"{api.base_url}/-/ready"), 30, "prometheus ready")
+            firing = 'ALERTS{alertname="LLMCostDriftFromInvoice", alertstate="firing"}'
+            alerts = wait_until(lambda: len(api.vector(firing)) == 3 and api.vector(firing), 30, "three alerts firing")
+    assert {labels["gen_ai_request_model"] for labels, _ in alerts} == {"gpt-4o", "o3-mini", "gpt-4.1-nano"}
+    assert {labels["gen_ai_provider_name"] for labels, _ in alerts} == {"openai"}
