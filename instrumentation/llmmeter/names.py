@@ -266,3 +266,14 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+
+# --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
+# Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
+# ("trimmed" | "hashed" | "dropped"); see llmmeter.attribution.normalize_value.
+METRIC_ATTRIBUTION_NORMALIZED = "llmmeter.attribution.normalized"  # counter, {value}
+LABEL_ATTRIBUTION_CHANGE = "llmmeter.attribution.change"
+METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
+# On a call refused by a hard budget: what the calls in flight had reserved, and what this call would have.
+BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
+BUDGET_RESERVATION = "llmmeter.budget.reservation"
