@@ -277,3 +277,12 @@ METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
 # On a call refused by a hard budget: what the calls in flight had reserved, and what this call would have.
 BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
 BUDGET_RESERVATION = "llmmeter.budget.reservation"
+
+
+# --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
+# Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside
+# llmmeter: two records per call), so a query over those histograms keeps llmmeter's scope. Prometheus
+# exporters add the scope name as the ``otel_scope_name`` label (OTel spec, compatibility/
+# prometheus_and_openmetrics.md; opentelemetry-exporter-prometheus does, see tests/test_dashboards_dedup.py).
+OTEL_SCOPE_NAME = "otel.scope.name"
+LLMMETER_SCOPE = "llmmeter"  # the meter name of llmmeter's span processor and guard telemetry
