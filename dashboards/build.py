@@ -309,6 +309,29 @@ def tokens_dashboard() -> dict[str, Any]:
     )
 
 
+# --- agent frameworks: runs by framework and agent (llmmeter.frameworks) ---------------------------------
+FRAMEWORK = L(names.AGENT_FRAMEWORK)
+
+
+def framework_panels() -> list[Panel]:
+    """Runs, cost and guard outcomes by framework and agent (empty framework: ``llmmeter.agent`` in app code)."""
+    by = f"{FRAMEWORK}, {AGENT}"
+    legend = f"{{{{{FRAMEWORK}}}}} / {{{{{AGENT}}}}}"
+    not_ok = A(f'{STATUS}!="ok"')
+    return [
+        Panel("Runs by framework and agent", "Finished runs per hour, by framework (openai-agents, langgraph, "
+              "pydantic-ai; empty: llmmeter.agent in the app) and agent name.",
+              [(f"sum by ({by}) ({rate(AGENT_RUNS + A())}) * 3600", legend)]),
+        Panel("Run cost by framework and agent", "Mean USD per run, by framework and agent.",
+              [(f"sum by ({by}) ({rate(RUN_COST + '_sum' + A())}) / "
+                f"sum by ({by}) ({rate(RUN_COST + '_count' + A())})", legend)], unit="currencyUSD"),
+        Panel("Blocked and failed runs by framework", "Runs in the time range that a guard stopped (blocked) or "
+              "that ended with an error, by framework and agent.",
+              [(f"sum by ({by}, {STATUS}) (increase({AGENT_RUNS}{not_ok}[$__range]))",
+                f"{legend} {{{{{STATUS}}}}}")], "table", width=24),
+    ]
+
+
 def agents_dashboard() -> dict[str, Any]:
     return dashboard(
         "llmmeter-agents",
@@ -339,6 +362,7 @@ def agents_dashboard() -> dict[str, Any]:
                     f"{{{{{BUDGET}}}}} {{{{{THRESHOLD}}}}}")], "table"),
             Panel("Calls blocked by budgets", "Calls a budget guard stopped before they were sent.",
                   [(f"sum by ({BUDGET}) (increase({BLOCKED}{A()}[$__range]))", f"{{{{{BUDGET}}}}}")], "table"),
+            *framework_panels(),
         ],
     )
 

@@ -267,6 +267,21 @@ def metric_prometheus_name(metric: str) -> str:
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
 
+# --- agent frameworks (llmmeter.frameworks) ---------------------------------------------------------
+# On invoke_agent spans (and as a label of METRIC_AGENT_RUNS) when a framework instrumentor made the run.
+AGENT_FRAMEWORK = "llmmeter.agent.framework"  # "openai-agents" | "langgraph" | "pydantic-ai" | ...
+AGENT_STEP = "llmmeter.agent.step"  # a graph node / framework step name, on its span
+AGENT_STEP_INDEX = "llmmeter.agent.step.index"  # the graph's superstep number (LangGraph), on a step span
+HANDOFF_FROM = "llmmeter.agent.handoff.from"  # on a handoff span: the agent handing off
+HANDOFF_TO = "llmmeter.agent.handoff.to"  # ... and the agent taking over
+GUARDRAIL_NAME = "llmmeter.agent.guardrail.name"
+GUARDRAIL_TRIGGERED = "llmmeter.agent.guardrail.triggered"  # bool: the guardrail's tripwire fired
+MCP_SERVER = "llmmeter.mcp.server"  # on execute_tool spans of MCP tools: the server's name
+FRAMEWORK_OPENAI_AGENTS = "openai-agents"
+FRAMEWORK_LANGGRAPH = "langgraph"
+FRAMEWORK_MCP = "mcp"
+FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
+
 
 # --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
 # Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
