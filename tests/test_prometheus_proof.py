@@ -22,6 +22,7 @@ import json
 import math
 import pathlib
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -98,8 +99,10 @@ class Workload:
         resource = Resource.create({"service.name": SERVICE})
         meter_provider = MeterProvider(metric_readers=[reader], resource=resource, views=llmmeter_views())
         tracer_provider = TracerProvider(resource=resource)
+        # The cost ledger is on (a scratch directory), so its llmmeter.ledger.dropped counter is served too.
         settings = config.Settings(label_keys=(*names.DEFAULT_LABEL_KEYS, "user"), summary="off",
-                                   max_values_per_label=MAX_VALUES_PER_LABEL)
+                                   max_values_per_label=MAX_VALUES_PER_LABEL,
+                                   ledger=tempfile.mkdtemp(prefix="llmmeter-prom-ledger-"))
         tracer_provider.add_span_processor(LLMMeterSpanProcessor(meter_provider, settings=settings))
         exporter = InMemorySpanExporter()
         tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -113,6 +116,8 @@ class Workload:
             with attribution.attributes(**SUPPORT):
                 llmmeter.record_outcome("ticket_resolved", success=True, count=2)
                 self.resolved_tickets += 2
+                llmmeter.record_cache(True, "faq", model="gpt-4o-mini", input_tokens=100, output_tokens=20)
+                llmmeter.record_cache(False, "faq")
             with attribution.attributes(**OVER_BUDGET):
                 for _ in range(2 if phase == 0 else 1):
                     try:

@@ -17,6 +17,7 @@ from llmmeter import budgets, pricing
 from llmmeter.agents import Run, agent, current_run, tool
 from llmmeter.attribution import attributes
 from llmmeter.attribution import configure as configure_attribution
+from llmmeter.cache import cached, record_cache
 from llmmeter.config import ConfigError
 from llmmeter.errors import AgentLoopDetected, BudgetExceeded, BudgetStoreUnavailable
 from llmmeter.outcomes import record_outcome
@@ -37,10 +38,12 @@ __all__ = [
     "agent",
     "attributes",
     "budgets",
+    "cached",
     "configure",
     "configure_attribution",
     "current_run",
     "pricing",
+    "record_cache",
     "record_outcome",
     "tool",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -150,6 +151,237 @@ def reconcile_cmd(
     else:
         render.render(result, Console(width=max(Console().width, 120)), max_drift, min_usd)
     if result.exceeded(max_drift, min_usd):
+        raise typer.Exit(1)
+
+
+# --- llmmeter report: the cost ledger's reports (llmmeter.report) --------------------------------------------
+report_app = typer.Typer(no_args_is_help=True, help="Query the cost ledger: top spenders, daily cost, runs, ...")
+app.add_typer(report_app, name="report")
+_FORMAT = typer.Option("table", "--format", help="table | json | csv")
+_SINCE = typer.Option(None, "--since", help="Only calls since: 24h, 7d, 30m or an ISO date/time (UTC)")
+_BETWEEN = typer.Option(None, "--between", help="Only calls between two ISO dates/times: --between A B")
+_LEDGER = typer.Option(None, "--ledger", help="Ledger directory (default: LLMMETER_LEDGER, else the default place)")
+_CLICKHOUSE = typer.Option(None, "--clickhouse", help="Query ClickHouse (http://host:8123) instead of the ledger")
+_TABLE = typer.Option("otel.otel_traces", "--table", help="The clickhouse exporter's traces table")
+
+
+def _report(name: str, build: Any, fmt: str, since: str | None, between: tuple[str, str] | None,
+            ledger: str | None, clickhouse: str | None, table: str, title: str, fields: Any = None,
+            extra: Any = ()) -> list[list[dict]]:
+    """Run one report (plus ``extra`` query builders) on the ledger or ClickHouse and print the first; errors
+    are one line on stderr, exit 2. Returns the rows of every query."""
+    from llmmeter.report import render
+
+    if fmt not in render.FORMATS:
+        typer.echo(f"llmmeter report {name}: --format {fmt!r}: expected one of {', '.join(render.FORMATS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        lo = hi = None
+        if since and between:
+            raise ValueError("--since and --between: give one of them")
+        if since:
+            lo = render.parse_since(since)
+        if between:
+            lo, hi = render.parse_time(between[0]), render.parse_time(between[1])
+        dialect = "clickhouse" if clickhouse else "sqlite"
+        built = [build(dialect), *(more(dialect) for more in extra)]
+        results = _report_rows(built, lo, hi, ledger, clickhouse, table)
+    except (ValueError, OSError, RuntimeError, ConfigError) as exc:
+        typer.echo(f"llmmeter report {name}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if fields is not False:
+        render.emit(Console(width=200), fmt, title, results[0], fields or built[0].fields)
+    return results
+
+
+def _report_rows(built: list[Any], lo: int | None, hi: int | None, ledger: str | None, clickhouse: str | None,
+                 table: str) -> list[list[dict]]:
+    from llmmeter.report import engine
+
+    if clickhouse:
+        from llmmeter.report.clickhouse import check_table
+
+        return [engine.on_clickhouse_http(clickhouse, q, check_table(table), lo, hi) for q in built]
+    from llmmeter import ledger as ledger_mod
+    from llmmeter.config import Settings
+    from llmmeter.ledger.store import open_store
+
+    configured = ledger or Settings.from_env().ledger
+    directory = ledger_mod.resolve(configured, zero_infrastructure=True) if configured != "off" else None
+    if directory is None:
+        raise ValueError("the ledger is off (LLMMETER_LEDGER=off); pass --ledger DIR")
+    store = open_store(directory, lo, hi)
+    try:
+        for problem in store.problems:
+            typer.echo(f"llmmeter report: {problem}", err=True)
+        return [engine.on_sqlite(store, q) for q in built]
+    finally:
+        store.close()
+
+
+@report_app.command("top")
+def report_top(
+    by: str = typer.Option(..., "--by", help="user, tenant, session, conversation, feature, route, prompt, model, "
+                           "provider, agent, or any attribution key"),
+    limit: int = typer.Option(10, "--limit", min=1),
+    fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN, ledger: str = _LEDGER,
+    clickhouse: str = _CLICKHOUSE, table: str = _TABLE,
+    html_file: str = typer.Option(None, "--html", help="Also write a self-contained page with charts to FILE"),
+) -> None:
+    """The costliest values of a key: calls, tokens by type, cost and share of the total."""
+    from llmmeter.report import queries, render
+
+    fields = render.TOP_JSON_FIELDS if fmt == "json" else None
+    extra = (lambda d: queries.daily_by(by, d), lambda d: queries.tokens("route", d)) if html_file else ()
+    results = _report("top", lambda d: queries.top(by, limit, d), fmt, since, between, ledger, clickhouse, table,
+                      f"top {limit} by {by}", fields, extra)
+    if html_file:
+        from llmmeter.report import html
+
+        top_rows, daily_rows, token_rows = results
+        keys = [row["key"] for row in top_rows]
+        page = html.page(
+            f"LLM cost by {by}",
+            [(f"Cost per day by {by} (top {limit}, rest as other)", html.stacked_days(daily_rows, keys, "per day")),
+             (f"Top {limit} by {by}", html.bar_chart(top_rows, "key", "cost_usd", "top")),
+             ("Input tokens per call by route (p50, p95)", html.token_bars(token_rows, "tokens"))],
+            f"from {clickhouse or 'the cost ledger'}; {sum(r['calls'] for r in top_rows):,} calls in the top {limit}",
+        )
+        try:
+            with open(html_file, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            typer.echo(f"llmmeter report top: cannot write --html {html_file}: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
+@report_app.command("daily")
+def report_daily(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Cost per UTC day with the change against the day before."""
+    from llmmeter.report import queries
+
+    _report("daily", queries.daily, fmt, since, between, ledger, clickhouse, table, "cost per day")
+
+
+@report_app.command("outcomes")
+def report_outcomes(by: str = typer.Option("feature", "--by", help="feature, agent, or any key"),
+                    fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                    ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Cost per successful outcome (llmmeter.record_outcome) per feature (or agent, ...)."""
+    from llmmeter.report import queries
+
+    _report("outcomes", lambda d: queries.outcomes(by, d), fmt, since, between, ledger, clickhouse, table,
+            f"cost per successful outcome by {by}")
+
+
+@report_app.command("tokens")
+def report_tokens(by: str = typer.Option("route", "--by", help="route, feature, or any key"),
+                  fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                  ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """p50 / p95 / max input and output tokens per route (or feature, ...)."""
+    from llmmeter.report import queries
+
+    _report("tokens", lambda d: queries.tokens(by, d), fmt, since, between, ledger, clickhouse, table,
+            f"tokens per call by {by}")
+
+
+@report_app.command("prompts")
+def report_prompts(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                   ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Input-token footprint per prompt template and version, largest jumps between versions first."""
+    from llmmeter.report import queries
+
+    _report("prompts", queries.prompts, fmt, since, between, ledger, clickhouse, table, "prompt footprint")
+
+
+@report_app.command("cache")
+def report_cache(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                 ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE,
+                 app_caches: bool = typer.Option(False, "--app", help="The app's own caches (llmmeter.record_cache)"),
+                 ) -> None:
+    """Provider prompt-cache reads (share of input, dollars saved) per provider and model; --app: the app's caches."""
+    from llmmeter.report import queries
+
+    if app_caches:
+        _report("cache", queries.app_cache, fmt, since, between, ledger, clickhouse, table, "app caches")
+        return
+    _report("cache", queries.cache, fmt, since, between, ledger, clickhouse, table, "provider prompt cache")
+
+
+@report_app.command("unpriced")
+def report_unpriced(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                    ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Calls with no known price (not in the cost totals), by provider and model."""
+    from llmmeter.report import queries
+
+    _report("unpriced", queries.unpriced, fmt, since, between, ledger, clickhouse, table, "unpriced calls")
+
+
+@report_app.command("estimated")
+def report_estimated(fmt: str = _FORMAT, since: str = _SINCE, between: tuple[str, str] = _BETWEEN,
+                     ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE, table: str = _TABLE) -> None:
+    """Calls whose token counts were estimated with a tokenizer, by reason and model."""
+    from llmmeter.report import queries
+
+    _report("estimated", queries.estimated, fmt, since, between, ledger, clickhouse, table, "estimated usage")
+
+
+@report_app.command("run")
+def report_run(trace_id: str, fmt: str = _FORMAT, ledger: str = _LEDGER, clickhouse: str = _CLICKHOUSE,
+               table: str = _TABLE) -> None:
+    """One agent run or request (a trace id), call by call, as a tree."""
+    from llmmeter.report import queries, render
+
+    trace_id = trace_id.lower()
+    rows = _report("run", lambda d: queries.run(trace_id, d), fmt, None, None, ledger, clickhouse, table,
+                   f"trace {trace_id}", None if fmt != "table" else False)[0]
+    if fmt == "table":
+        if not rows:
+            Console(stderr=True).print(f"llmmeter report run: no calls with trace id {trace_id} in the ledger")
+            raise typer.Exit(1)
+        Console(width=200).print(render.run_tree(trace_id, rows))
+
+
+# --- llmmeter prompts check: prompt-template token footprint against a baseline (llmmeter.prompts) -------------
+prompts_app = typer.Typer(no_args_is_help=True, help="Prompt templates' token footprint, checked in CI.")
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("check")
+def prompts_check(
+    patterns: list[str] = typer.Argument(..., help="Template files (globs, ** allowed)"),
+    model: list[str] = typer.Option(["gpt-4o-mini"], "--model", help="Target model(s): their tokenizer and price"),
+    baseline: str = typer.Option(".llmmeter-prompts.json", "--baseline", help="The committed baseline file"),
+    threshold: float = typer.Option(0.20, "--threshold", help="Fail when a template grows more than this fraction"),
+    calls_per_day: int = typer.Option(1000, "--calls-per-day", min=1, help="Daily volume the cost is stated at"),
+    update: bool = typer.Option(False, "--update", help="Rewrite the baseline with the current counts"),
+    fmt: str = _FORMAT,
+) -> None:
+    """Count each template's tokens per model, compare with the baseline; exit 1 when one grew past the threshold."""
+    from llmmeter import prompts
+    from llmmeter.report import render
+
+    try:
+        texts = prompts.templates(patterns)
+        known = None if update else prompts.load_baseline(baseline)
+        footprints = prompts.measure(texts, model, known)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if update:
+        prompts.write_baseline(baseline, footprints)
+        typer.echo(f"{baseline}: {len(footprints)} prompt/model counts written")
+        return
+    rows = [{"prompt": f.prompt, "model": f.model, "baseline_tokens": f.baseline, "tokens": f.tokens,
+             "change": f.change, "cost_per_day_usd": f.daily_usd(calls_per_day),
+             "change_per_day_usd": f.daily_change_usd(calls_per_day)} for f in footprints]
+    render.emit(Console(width=200), fmt, f"prompt footprint (cost at {calls_per_day:,} calls/day)", rows,
+                list(rows[0]) if rows else ["prompt"])
+    grown = prompts.over_threshold(footprints, threshold)
+    if grown:
+        names_ = ", ".join(f"{f.prompt} [{f.model}] {f.change:+.1%}" for f in grown)
+        typer.echo(f"llmmeter prompts: over the {threshold:.0%} threshold: {names_}", err=True)
         raise typer.Exit(1)
 
 

@@ -158,6 +158,15 @@ LOOP_GUARD_DETAIL = "llmmeter.loop_guard.detail"  # the tool name for repeated_t
 LOOP_GUARD_MODE = "llmmeter.loop_guard.mode"  # "soft" | "hard"
 RUN_STOPPED_BY = "llmmeter.run.stopped_by"  # on an invoke_agent span: the loop-guard reason that stopped it
 
+# --- cost ledger (llmmeter.ledger) ------------------------------------------------------------
+# On an inference span made inside an agent run: the run's id (its invoke_agent span id, 16 hex digits).
+RUN_ID = "llmmeter.run.id"
+RESOURCE_SERVICE_NAME = "service.name"
+LABEL_LEDGER_REASON = "llmmeter.ledger.reason"  # why ledger records were dropped: "queue_full" | "write_failed"
+# llmmeter.record_cache(): the app's own (semantic / exact) caches in front of the model.
+LABEL_APP_CACHE = "llmmeter.app_cache"  # the cache's name
+LABEL_APP_CACHE_RESULT = "llmmeter.app_cache.result"  # "hit" | "miss"
+
 # --- attribution --------------------------------------------------------------------------
 # Baggage keys are namespaced so llmmeter never reads another system's "user" entry by accident.
 BAGGAGE_PREFIX = "llmmeter."
@@ -165,7 +174,12 @@ BAGGAGE_PREFIX = "llmmeter."
 ATTRIBUTION_LABEL_PREFIX = ""
 ATTRIBUTION_SPAN_PREFIX = "llmmeter.attr."
 DEFAULT_LABEL_KEYS: tuple[str, ...] = ("tenant", "feature", "team", "route", "environment")
-KNOWN_ATTRIBUTION_KEYS: tuple[str, ...] = ("user", *DEFAULT_LABEL_KEYS)
+# High-cardinality keys the cost ledger records (llmmeter.ledger) and spans carry by default, never metric labels
+# unless listed in LLMMETER_LABEL_KEYS: one value per session / conversation / request / prompt template.
+LEDGER_ATTRIBUTION_KEYS: tuple[str, ...] = (
+    "session", "conversation", "request_id", "prompt", "prompt_version", "experiment",
+)
+KNOWN_ATTRIBUTION_KEYS: tuple[str, ...] = ("user", *DEFAULT_LABEL_KEYS, *LEDGER_ATTRIBUTION_KEYS)
 OVERFLOW_VALUE = "__overflow__"
 
 # --- metric label keys (besides attribution keys) ---------------------------------------------
@@ -201,6 +215,8 @@ METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
 # Written by `llmmeter reconcile` (a batch job, node_exporter textfile), never by an instrumented app.
 METRIC_RECONCILE_DRIFT = "llmmeter.reconcile.drift_ratio"  # gauge, (metered - billed) / billed per model
 CLI_METRICS: frozenset[str] = frozenset({METRIC_RECONCILE_DRIFT})
+METRIC_LEDGER_DROPPED = "llmmeter.ledger.dropped"  # counter, {record}, by LABEL_LEDGER_REASON
+METRIC_APP_CACHE_LOOKUPS = "llmmeter.app_cache.lookups"  # counter, {lookup}, by LABEL_APP_CACHE(_RESULT)
 
 UNIT_TOKEN = "{token}"
 UNIT_SECONDS = "s"
@@ -259,6 +275,8 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
     METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
     METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
     METRIC_RECONCILE_DRIFT: (KIND_GAUGE, "1"),
+    METRIC_LEDGER_DROPPED: (KIND_COUNTER, "{record}"),
+    METRIC_APP_CACHE_LOOKUPS: (KIND_COUNTER, "{lookup}"),
 }
 
 

@@ -179,9 +179,14 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
         # The exit summary's rows; reading them counts the queued spans first.
         self.tally = Tally(before_read=self._deferred.drain)
-        # Callables given every counted call's CallRecord, once, off the app's thread (the ledger writer).
-        # A sink must not block: it runs on the counting thread. Its errors are logged, never raised.
-        self.sinks: list[Callable[[CallRecord], None]] = []
+        # Callables given every counted call's CallRecord and its span (the resource's service.name is only
+        # there), once, off the app's thread (the ledger writer). A sink must not block: it runs on the
+        # counting thread. Its errors are logged, never raised.
+        self.sinks: list[Callable[[CallRecord, ReadableSpan], None]] = []
+        if self.settings.ledger not in (None, "off"):  # the cost ledger (llmmeter.ledger), imported only when on
+            from llmmeter.ledger import attach
+
+            attach(self, self.settings.ledger, meter)
         # Whether the observable callbacks must drain the queue themselves (under the SDK's collection
         # lock): only until the readers drain it before collecting (llmmeter.deferred.drain_before_collect).
         self._global_meter = meter_provider is None
@@ -285,7 +290,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._record_call(call, span.context)
         for sink in self.sinks:
             try:
-                sink(call)
+                sink(call, span)
             except Exception:  # a sink (the ledger) must never stop the metrics
                 _log.debug("llmmeter: a call sink failed", exc_info=True)
 
@@ -511,6 +516,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
             for group in groups:
                 self._count_group(group)
             self._deferred.close()
+            for sink in self.sinks:
+                getattr(sink, "close", lambda: None)()
         except Exception:
             _log.debug("llmmeter: shutdown failed", exc_info=True)
 
