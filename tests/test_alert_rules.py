@@ -20,6 +20,7 @@ EXPECTED_ALERTS = {
     "LLMSpendBurnRateHigh", "LLMBudgetNearlySpent", "LLMBudgetSpent", "LLMUserTokenRateHigh",
     "LLMSpendSpikeVsLastWeek", "LLMCacheHitRatioDrop", "LLMOutputVerbositySpike", "LLMUnpricedModelSeen",
     "LLMEstimatedTokenShareHigh", "LLMLoopGuardTripped", "LLMErrorRatioHigh",
+    "LLMCostDriftFromInvoice",  # llmmeter reconcile
 }
 EXPECTED_ALERTS |= {"LLMPriceTableStale", "LLMCacheWritesNotPaying"}  # issue 12: prices
 

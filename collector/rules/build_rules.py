@@ -46,6 +46,7 @@ class Thresholds:
     error_ratio: float = 0.05  # share of requests with status "error" over 10 minutes
     price_table_max_age_days: float = 30.0  # prices move every few weeks: refresh the table after this
     cache_premium_min_usd_per_hour: float = 0.05  # a feature's cache writes alert only past this premium per hour
+    reconcile_max_drift: float = 0.05  # |metered - billed| / billed per model, from `llmmeter reconcile`
 
 
 def _n(value: float) -> str:
@@ -258,12 +259,27 @@ def build(t: Thresholds) -> dict[str, Any]:
             "reused enough (or changes between calls).",
         ),
     ]
+    # Reconciliation with the invoice: `llmmeter reconcile --prometheus-textfile` writes the gauge (a daily batch
+    # job; node_exporter's textfile collector serves it until the next run). abs(): both ways are wrong.
+    drift = names.metric_prometheus_name(names.METRIC_RECONCILE_DRIFT)
+    reconcile_rules = [
+        alert(
+            "LLMCostDriftFromInvoice",
+            f"max by ({by_model}) (abs({drift})) > {_n(t.reconcile_max_drift)}", "0m", "warning",
+            "llmmeter's cost differs from the provider's cost report",
+            "{{ $labels." + provider + " }}/{{ $labels." + model + " }}: llmmeter's cost and the provider's own "
+            "cost report differ by {{ $value | humanizePercentage }} over the last reconciled window (run `llmmeter "
+            "reconcile` for the day-by-day table): a missing or wrong price, a discount, or traffic llmmeter does "
+            "not see.",
+        ),
+    ]
     return {
         "groups": [
             {"name": "llmmeter-budget", "rules": budget_rules},
             {"name": "llmmeter-usage", "rules": usage_rules},
             {"name": "llmmeter-quality", "rules": quality_rules},
             {"name": "llmmeter-prices", "rules": price_rules},
+            {"name": "llmmeter-reconcile", "rules": reconcile_rules},
         ]
     }
 

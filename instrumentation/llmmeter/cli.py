@@ -146,6 +146,75 @@ def check_config() -> None:
     typer.echo(json.dumps(settings.__dict__, indent=2, default=list))
 
 
+# --- llmmeter reconcile ------------------------------------------------------------------------------
+@app.command("reconcile")
+def reconcile_cmd(
+    provider: str = typer.Argument(..., help="openai or anthropic"),
+    since: str = typer.Option("7d", help="How many complete UTC days to compare, ending at --until."),
+    until: str = typer.Option(None, help="Exclusive end day YYYY-MM-DD (UTC); default today, whose report is "
+                                         "still incomplete."),
+    base_url: str = typer.Option(None, help="The provider's API base URL (default the public API)."),
+    prometheus: str = typer.Option(None, help="Prometheus base URL to read llmmeter's metrics from."),
+    ledger: str = typer.Option(None, help="llmmeter's cost ledger (directory or file) to read instead."),
+    scope: list[str] = typer.Option(None, help="Only this OpenAI project / Anthropic workspace id of the bill "
+                                               "(repeatable; default the whole organisation)."),
+    output_format: str = typer.Option("table", "--format", help="table or json"),
+    max_drift: float = typer.Option(0.05, help="Exit 1 when a day × model drifts more than this fraction."),
+    min_usd: float = typer.Option(0.01, help="Ignore day × model rows where both sides are below this (USD)."),
+    prometheus_textfile: str = typer.Option(None, help="Also write llmmeter_reconcile_drift_ratio to this .prom "
+                                                       "file for node_exporter's textfile collector."),
+) -> None:
+    """Compare llmmeter's cost with the provider's own cost and usage reports (the invoice), per day × model.
+
+    Keys come from OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY (organisation admin keys) and are never printed.
+    Exit codes: 0 within --max-drift, 1 past it, 2 bad input or an unreadable report.
+    """
+    import datetime as dt
+    import os
+
+    from llmmeter import reconcile as rec
+    from llmmeter.reconcile import export, render
+
+    err = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(f"[red]llmmeter reconcile: {message}[/red]", highlight=False, soft_wrap=True)
+        return typer.Exit(2)
+
+    if provider not in rec.PROVIDERS:
+        raise fail(f"provider {provider!r}: expected one of {', '.join(rec.PROVIDERS)}")
+    if output_format not in ("table", "json"):
+        raise fail(f"--format {output_format!r}: expected table or json")
+    if bool(prometheus) == bool(ledger):
+        raise fail("give exactly one of --prometheus URL or --ledger PATH (where llmmeter's figures are)")
+    if not 0 <= max_drift:
+        raise fail(f"--max-drift {max_drift}: expected a fraction >= 0, e.g. 0.05")
+    module = rec.PROVIDERS[provider]
+    key = os.environ.get(module.KEY_ENV, "").strip()
+    if not key:
+        raise fail(f"{module.KEY_ENV} is not set: the {provider} cost and usage reports need an organisation "
+                   "admin key")
+    try:
+        days = rec.parse_since(since)
+        end = rec.parse_until(until)
+        start = end - dt.timedelta(days=days)
+        source = rec.PrometheusSource(prometheus) if prometheus else rec.ledger_source(ledger)
+        result = rec.reconcile(provider, key, source, start, end, base_url=base_url,
+                               scopes=frozenset(scope) if scope else None)
+        if prometheus_textfile:
+            export.write_textfile(result, prometheus_textfile)
+    except rec.ReconcileError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{prometheus_textfile}: {exc.strerror or exc}") from None
+    if output_format == "json":
+        typer.echo(render.to_json(result))
+    else:
+        render.render(result, Console(width=max(Console().width, 120)), max_drift, min_usd)
+    if result.exceeded(max_drift, min_usd):
+        raise typer.Exit(1)
+
+
 # --- llmmeter report: the cost ledger's reports (llmmeter.report) --------------------------------------------
 report_app = typer.Typer(no_args_is_help=True, help="Query the cost ledger: top spenders, daily cost, runs, ...")
 app.add_typer(report_app, name="report")

@@ -212,6 +212,9 @@ METRIC_AGENT_RUN_COST = "llmmeter.agent.run.cost"  # histogram, USD
 METRIC_AGENT_RUN_LLM_CALLS = "llmmeter.agent.run.llm_calls"  # histogram, {call}
 METRIC_LOOP_GUARD_TRIPS = "llmmeter.loop_guard.trips"  # counter, {trip}
 METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
+# Written by `llmmeter reconcile` (a batch job, node_exporter textfile), never by an instrumented app.
+METRIC_RECONCILE_DRIFT = "llmmeter.reconcile.drift_ratio"  # gauge, (metered - billed) / billed per model
+CLI_METRICS: frozenset[str] = frozenset({METRIC_RECONCILE_DRIFT})
 METRIC_LEDGER_DROPPED = "llmmeter.ledger.dropped"  # counter, {record}, by LABEL_LEDGER_REASON
 METRIC_APP_CACHE_LOOKUPS = "llmmeter.app_cache.lookups"  # counter, {lookup}, by LABEL_APP_CACHE(_RESULT)
 
@@ -271,6 +274,7 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
     METRIC_AGENT_RUN_LLM_CALLS: (KIND_HISTOGRAM, "{call}"),
     METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
     METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
+    METRIC_RECONCILE_DRIFT: (KIND_GAUGE, "1"),
     METRIC_LEDGER_DROPPED: (KIND_COUNTER, "{record}"),
     METRIC_APP_CACHE_LOOKUPS: (KIND_COUNTER, "{lookup}"),
 }
