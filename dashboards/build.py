@@ -301,6 +301,24 @@ def estimate_error_panels() -> list[Panel]:
     ]
 
 
+def app_cache_panels() -> list[Panel]:
+    """Tokens dashboard: the app's own caches (llmmeter.record_cache), hit rate per cache. The counter has no
+    provider/model/attribution labels: filtered by service only."""
+    lookups = M(names.METRIC_APP_CACHE_LOOKUPS) + _filter(["service"])
+    hits = M(names.METRIC_APP_CACHE_LOOKUPS) + _filter(["service"], eq(L(names.LABEL_APP_CACHE_RESULT), "hit"))
+    cache = L(names.LABEL_APP_CACHE)
+    return [
+        Panel("App cache hit rate", "Share of the app's own cache lookups (llmmeter.record_cache) answered by the "
+              "cache instead of a model call, per cache; LLMAppCacheHitRateDrop watches it against its own day.",
+              [(f"(sum by ({cache}) ({rate(hits)}) or sum by ({cache}) ({rate(lookups)}) * 0) / "
+                f"sum by ({cache}) ({rate(lookups)})", f"{{{{{cache}}}}}")],
+              unit="percentunit", width=16),
+        Panel("App cache lookups (selected range)", "Lookups per cache and result.",
+              [(f"sum by ({cache}, {L(names.LABEL_APP_CACHE_RESULT)}) (increase({lookups}[$__range]))",
+                f"{{{{{cache}}}}} {{{{{L(names.LABEL_APP_CACHE_RESULT)}}}}}")], "table", "short", 8),
+    ]
+
+
 def tokens_dashboard() -> dict[str, Any]:
     t = TOKENS
 
@@ -348,6 +366,7 @@ def tokens_dashboard() -> dict[str, Any]:
                   [(f"sum by ({MODEL}) ({rate(t + F(IN_OR_OUT))})", f"{{{{{MODEL}}}}}")],
                   width=24),
             *estimate_error_panels(),
+            *app_cache_panels(),
         ],
     )
 

@@ -23,6 +23,7 @@ EXPECTED_ALERTS = {
     "LLMCostDriftFromInvoice",  # llmmeter reconcile
 }
 EXPECTED_ALERTS |= {"LLMPriceTableStale", "LLMCacheWritesNotPaying"}  # issue 12: prices
+EXPECTED_ALERTS |= {"LLMAppCacheHitRateDrop"}  # the app's own caches (llmmeter.record_cache)
 
 
 def load_build() -> ModuleType:

@@ -47,6 +47,8 @@ class Thresholds:
     price_table_max_age_days: float = 30.0  # prices move every few weeks: refresh the table after this
     cache_premium_min_usd_per_hour: float = 0.05  # a feature's cache writes alert only past this premium per hour
     reconcile_max_drift: float = 0.05  # |metered - billed| / billed per model, from `llmmeter reconcile`
+    app_cache_drop_factor: float = 0.5  # an app cache's hit rate this hour vs its own last day
+    app_cache_min_lookups: float = 100.0  # ...only for a cache with at least this many lookups this hour
 
 
 def _n(value: float) -> str:
@@ -273,6 +275,28 @@ def build(t: Thresholds) -> dict[str, Any]:
             "not see.",
         ),
     ]
+    # The app's own caches (llmmeter.record_cache): a hit rate that falls against its own last day means
+    # the model answers what the cache used to (a key change, an eviction storm, a cold deploy).
+    lookups = names.metric_prometheus_name(names.METRIC_APP_CACHE_LOOKUPS)
+    cache_name = names.prometheus_label(names.LABEL_APP_CACHE)
+    hit = f'{lookups}{{{names.prometheus_label(names.LABEL_APP_CACHE_RESULT)}="hit"}}'
+
+    def hit_rate(window: str) -> str:
+        every = f"sum by ({cache_name}) (increase({lookups}[{window}]))"
+        return f"((sum by ({cache_name}) (increase({hit}[{window}])) or {every} * 0) / {every})"
+
+    app_cache_rules = [
+        alert(
+            "LLMAppCacheHitRateDrop",
+            f"{hit_rate('1h')} < {_n(t.app_cache_drop_factor)} * {hit_rate('1d')} "
+            f"and sum by ({cache_name}) (increase({lookups}[1h])) >= {_n(t.app_cache_min_lookups)}",
+            "15m", "warning",
+            "An app cache answers far fewer lookups than usual",
+            "Cache {{ $labels." + cache_name + " }} hit {{ $value | humanizePercentage }} of lookups in the last "
+            f"hour, under {_n(t.app_cache_drop_factor)}x its rate over the last day: the model is answering what "
+            "the cache used to (a key change, evictions, a cold deploy), and paying for it.",
+        ),
+    ]
     return {
         "groups": [
             {"name": "llmmeter-budget", "rules": budget_rules},
@@ -280,6 +304,7 @@ def build(t: Thresholds) -> dict[str, Any]:
             {"name": "llmmeter-quality", "rules": quality_rules},
             {"name": "llmmeter-prices", "rules": price_rules},
             {"name": "llmmeter-reconcile", "rules": reconcile_rules},
+            {"name": "llmmeter-app-cache", "rules": app_cache_rules},
         ]
     }
 
