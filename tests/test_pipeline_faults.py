@@ -193,7 +193,7 @@ def test_burst_against_memory_limiter_is_refused_then_recovers(tmp_path) -> None
         print(f"\n[figure] steady: {STEADY_SENDERS * REQUESTS_PER_SENDER * SPANS_PER_REQUEST / steady_s:,.0f} spans/s "
               f"accepted; burst x{BURST_SENDERS // STEADY_SENDERS}: {accepted / burst_s:,.0f} spans/s accepted, "
               f"{refused} of {sum(burst.values())} requests refused ({burst}); collector refused_spans="
-              f"{metrics.get('otelcol_receiver_refused_spans_total', 0):,.0f}, "
+              f"{metrics.get('otelcol_receiver_refused_spans', 0):,.0f}, "
               f"RSS now {rss_mib(procs[1]):.0f} MiB")
 
 
