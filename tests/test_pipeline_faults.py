@@ -52,6 +52,7 @@ class Stack:
     api: PrometheusAPI
     jaeger: JaegerAPI
     procs: dict[str, Proc]
+    gateways: list[CollectorPorts]
     workload: OTLPWorkload
     client: openai.OpenAI
 
@@ -74,7 +75,7 @@ def stack(tmp_path) -> Iterator[Stack]:
         config.set_settings(workload.settings)
         demo = cleanup.enter_context(DemoServer())
         client = openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
-        yield Stack(api, JaegerAPI(jaeger_ports), procs, workload, client)
+        yield Stack(api, JaegerAPI(jaeger_ports), procs, gateways, workload, client)
 
 
 def test_gateway_killed_mid_run_and_restarted_loses_nothing(stack: Stack) -> None:
@@ -86,6 +87,9 @@ def test_gateway_killed_mid_run_and_restarted_loses_nothing(stack: Stack) -> Non
     for _ in range(3):
         scenarios.run_all(stack.client)
     stack.workload.flush()
+    # Kill it the moment it has accepted spans from the agent: they are inside it, not yet in Jaeger.
+    wait_until(lambda: own_metrics(stack.gateways[0]).get("otelcol_receiver_accepted_spans", 0) > 0, 30,
+               "gateway-1 to accept spans", interval=0.05)
     gateway.kill()
     killed_at = time.monotonic()
     for _ in range(3):
