@@ -93,7 +93,8 @@ def main() -> None:
             })
             print(json.dumps(results[-1]))
     out = ROOT / "benchmarks" / "results" / "collector-load.json"
-    out.write_text(json.dumps({"batch": args.batch, "attr_bytes": args.attr_bytes, "results": results}, indent=2) + "\n")
+    report = {"batch": args.batch, "attr_bytes": args.attr_bytes, "results": results}
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
