@@ -115,6 +115,44 @@ def test_gateway_killed_mid_run_and_restarted_loses_nothing(stack: Stack) -> Non
           f"{recovered_after:.1f} s after the kill")
 
 
+def span_ids(spans: list) -> set[str]:
+    return {format(s.context.span_id, "016x") for s in spans}
+
+
+def test_agent_down_the_app_goes_on_and_the_pipeline_resumes(stack: Stack) -> None:
+    """The agent collector SIGKILLed for a few seconds (the 30 s version with latency and memory figures is
+    benchmarks/bench_collector_outage.py): every call the app makes meanwhile returns normally and is still
+    metered (its span made, its cost counted), and once the agent is back the spans made after it reach
+    Jaeger and Prometheus's totals include every call, the outage's too (the counters are cumulative)."""
+    agent = stack.procs["agent"]
+    scenarios.run_all(stack.client)
+    before = len(stack.workload.spans())
+    agent.kill()
+    outage_start = time.monotonic()
+    for _ in range(2):
+        scenarios.run_all(stack.client)  # raises nothing: the exporters fail in their own thread
+    during = stack.workload.spans()[before:]
+    assert len(proof.llm_spans(during)) == 2 * len(proof.llm_spans(stack.workload.spans()[:before]))
+    time.sleep(max(0.0, 5 - (time.monotonic() - outage_start)))
+    outage_s = time.monotonic() - outage_start
+    agent.start()
+    scenarios.run_all(stack.client)
+    stack.workload.flush()
+    spans = stack.workload.spans()
+    after = spans[before + len(during):]
+    wait_until(lambda: span_ids(after) <= {s["spanID"] for s in stack.jaeger.spans(SERVICE)}, 60,
+               "the spans made after the agent came back to reach Jaeger")
+    llm = proof.llm_spans(spans)
+    where = f'{{{SERVICE_LABEL}="{SERVICE}"}}'
+    wait_until(lambda: stack.api.vector(f"sum({M(names.METRIC_REQUESTS)}{where})") == [({}, float(len(llm)))],
+               60, "prometheus to count every request, the outage's included")
+    assert stack.api.scalar(f"sum({M(names.METRIC_COST)}{where})") == pytest.approx(proof.span_cost(spans), rel=1e-9)
+    in_jaeger = {s["spanID"] for s in stack.jaeger.spans(SERVICE)}
+    lost = len(span_ids(during) - in_jaeger)
+    print(f"\n[figure] agent down {outage_s:.1f} s: {len(during)} spans made meanwhile, "
+          f"{lost} of them never reached Jaeger (the SDK exporter gave up on them); metrics complete")
+
+
 # --- memory_limiter under a burst --------------------------------------------------------------------
 def trace_request(spans: int, attr_bytes: int, seed: int) -> bytes:
     """An OTLP/HTTP protobuf trace export of ``spans`` spans, each with one ``attr_bytes``-long attribute."""
