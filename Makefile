@@ -37,6 +37,6 @@ bench-instructions: system-deps $(VENV)/.installed-test
 dashboards: $(VENV)/.installed-test
 	$(PY) dashboards/build.py
 
-# otelcol-llmmeter and Jaeger, built from the Go modules pinned in collector/ (cached by hash; needs Go >= 1.26).
+# otelcol-llmmeter, Jaeger and Prometheus 3, built from the Go modules pinned in collector/ (cached by hash; needs Go >= 1.26).
 collector:
 	bash scripts/build-collector.sh
