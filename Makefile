@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench bench-instructions system-deps dashboards collector
+.PHONY: demo test lint bench bench-instructions system-deps dashboards collector bench-frameworks
 
 $(VENV)/.installed-demo: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,3 +40,8 @@ dashboards: $(VENV)/.installed-test
 # otelcol-llmmeter, Jaeger and Prometheus 3, built from the Go modules pinned in collector/ (cached by hash; needs Go >= 1.26).
 collector:
 	bash scripts/build-collector.sh
+
+# Agent-framework overhead (benchmarks/bench_frameworks.py): llmmeter vs OpenInference vs OpenLLMetry on one Agents SDK run.
+bench-frameworks: $(VENV)/.installed-test
+	$(PY) -m pip install -q -e '.[bench-frameworks]'
+	$(PY) benchmarks/bench_frameworks.py

@@ -262,3 +262,38 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+# --- agent frameworks (llmmeter.frameworks) ---------------------------------------------------------
+# On invoke_agent spans (and as a label of METRIC_AGENT_RUNS) when a framework instrumentor made the run.
+AGENT_FRAMEWORK = "llmmeter.agent.framework"  # "openai-agents" | "langgraph" | "pydantic-ai" | ...
+AGENT_STEP = "llmmeter.agent.step"  # a graph node / framework step name, on its span
+AGENT_STEP_INDEX = "llmmeter.agent.step.index"  # the graph's superstep number (LangGraph), on a step span
+HANDOFF_FROM = "llmmeter.agent.handoff.from"  # on a handoff span: the agent handing off
+HANDOFF_TO = "llmmeter.agent.handoff.to"  # ... and the agent taking over
+GUARDRAIL_NAME = "llmmeter.agent.guardrail.name"
+GUARDRAIL_TRIGGERED = "llmmeter.agent.guardrail.triggered"  # bool: the guardrail's tripwire fired
+MCP_SERVER = "llmmeter.mcp.server"  # on execute_tool spans of MCP tools: the server's name
+FRAMEWORK_OPENAI_AGENTS = "openai-agents"
+FRAMEWORK_LANGGRAPH = "langgraph"
+FRAMEWORK_MCP = "mcp"
+FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
+
+
+# --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
+# Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
+# ("trimmed" | "hashed" | "dropped"); see llmmeter.attribution.normalize_value.
+METRIC_ATTRIBUTION_NORMALIZED = "llmmeter.attribution.normalized"  # counter, {value}
+LABEL_ATTRIBUTION_CHANGE = "llmmeter.attribution.change"
+METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
+# On a call refused by a hard budget: what the calls in flight had reserved, and what this call would have.
+BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
+BUDGET_RESERVATION = "llmmeter.budget.reservation"
+
+
+# --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
+# Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside
+# llmmeter: two records per call), so a query over those histograms keeps llmmeter's scope. Prometheus
+# exporters add the scope name as the ``otel_scope_name`` label (OTel spec, compatibility/
+# prometheus_and_openmetrics.md; opentelemetry-exporter-prometheus does, see tests/test_dashboards_dedup.py).
+OTEL_SCOPE_NAME = "otel.scope.name"
+LLMMETER_SCOPE = "llmmeter"  # the meter name of llmmeter's span processor and guard telemetry

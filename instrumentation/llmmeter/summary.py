@@ -97,6 +97,11 @@ class Tally:
             if estimated:
                 row.estimated_calls += 1
 
+    def reset(self) -> None:
+        """Forget every row (a forked child: the parent's calls are the parent's). Fresh lock too."""
+        self._lock = threading.Lock()
+        self._rows = {}
+
     def rows(self) -> dict[tuple[str, str], Row]:
         """A snapshot copy of the rows."""
         self._flush()
@@ -196,7 +201,10 @@ def register(tally: Tally, mode: str) -> bool:
     return True
 
 
-NOT_EXPORTED = "no OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT): spans and metrics were not exported"
+NOT_EXPORTED = (
+    "spans and metrics were not exported: no exporter is configured "
+    "(set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector)"
+)
 
 
 def _console(file: Any) -> Any:
@@ -207,14 +215,20 @@ def _console(file: Any) -> Any:
     return console if console.is_terminal else Console(file=file, width=120)
 
 
-def _print_at_exit(tally: Tally) -> None:
+def print_summary(tally: Tally, footer: str | None = None) -> bool:
+    """Print the table on stderr (what the exit handler does); False when nothing was printed. Never raises."""
     try:
         from rich.console import Console
 
         console = Console(file=sys.stderr)
         if not console.is_terminal:  # a log file or CI: no width to fit, never cut a number
             console = Console(file=sys.stderr, width=200)
-        footer = NOT_EXPORTED if not exporting() else None
-        render_summary(tally, console, footer)
+        return render_summary(tally, console, footer)
     except Exception:  # at exit, a broken terminal must not turn into a traceback
-        pass
+        return False
+
+
+def _print_at_exit(tally: Tally) -> None:
+    # llmmeter's own setup paths use llmmeter.shutdown instead (bounded export, then this table with a
+    # footer saying what happened to the telemetry).
+    print_summary(tally, NOT_EXPORTED if not exporting() else None)
