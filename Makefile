@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench bench-instructions system-deps dashboards bench-frameworks
+.PHONY: demo test lint bench bench-instructions system-deps dashboards collector bench-frameworks
 
 $(VENV)/.installed-demo: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,7 +25,7 @@ system-deps:
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-test: system-deps $(VENV)/.installed-test lint
+test: system-deps collector $(VENV)/.installed-test lint
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-test
@@ -36,6 +36,10 @@ bench-instructions: system-deps $(VENV)/.installed-test
 
 dashboards: $(VENV)/.installed-test
 	$(PY) dashboards/build.py
+
+# otelcol-llmmeter, Jaeger and Prometheus 3, built from the Go modules pinned in collector/ (cached by hash; needs Go >= 1.26).
+collector:
+	bash scripts/build-collector.sh
 
 # Agent-framework overhead (benchmarks/bench_frameworks.py): llmmeter vs OpenInference vs OpenLLMetry on one Agents SDK run.
 bench-frameworks: $(VENV)/.installed-test
