@@ -30,30 +30,24 @@ from opentelemetry.sdk.trace import TracerProvider
 from llmmeter import config, estimate, summary
 from llmmeter.config import ConfigError, Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
+from llmmeter.startup import EXIT_CONFIG_ERROR  # one exit code for start-up and check-config
 
 _log = logging.getLogger(__name__)
 _attach_lock = threading.Lock()
 
-EXIT_CONFIG_ERROR = 2
 
 
 def validate_settings() -> Settings:
-    """Read and validate every ``LLMMETER_*`` setting (and the price table) now, at start-up.
+    """Read and validate every ``LLMMETER_*`` setting, the price table and the budgets now, at start-up.
 
-    Raises :class:`ConfigError` naming the variable (or file), the field and the value.
+    :func:`llmmeter.startup.run`, the one check ``llmmeter check-config`` also runs. Raises
+    :class:`ConfigError` naming the variable (or file), the field and the value, unless
+    ``LLMMETER_ON_CONFIG_ERROR=warn`` keeps the app up with the broken part disabled.
     """
-    config.set_settings(None)
-    settings = Settings.from_env()
-    config.set_settings(settings)
-    try:
-        from llmmeter.pricing import get_price_table
-    except ImportError:  # pricing not installed in this build: nothing to validate
-        return settings
-    get_price_table()  # loads LLMMETER_PRICE_FILE now: a bad file fails here, not on the first call
-    from llmmeter import budgets
+    from llmmeter import startup
 
-    budgets.configure_from_env_once()  # LLMMETER_BUDGETS_FILE / LLMMETER_BUDGETS / the Redis store URL
-    return settings
+    config.set_settings(None)
+    return startup.run()
 
 
 def _fail_fast(error: ConfigError) -> None:

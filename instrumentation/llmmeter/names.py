@@ -239,3 +239,10 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+# --- start-up configuration kept up despite an error (LLMMETER_ON_CONFIG_ERROR=warn) --------------------
+# One point per broken part ("settings", "price_file", "budgets_file", "budgets", "budget_store"), value 1
+# for as long as the process runs with that part disabled: an alert on `> 0` finds every such process.
+METRIC_CONFIG_ERRORS = "llmmeter.config.errors"  # observable counter, {error}, by LABEL_CONFIG_PART
+LABEL_CONFIG_PART = "llmmeter.config.part"
+METRIC_SPECS[METRIC_CONFIG_ERRORS] = (KIND_COUNTER, "{error}")

@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, budgets, config, estimate, summary
+from llmmeter import _providers, config, estimate, startup, summary
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -63,7 +63,7 @@ def configure(
     """
     if settings is not None:
         config.set_settings(settings)
-    settings = config.settings()
+    settings = startup.run_once()  # the one start-up check (LLMMETER_ON_CONFIG_ERROR decides what a problem does)
     with _lock:
         provider = tracer_provider if tracer_provider is not None else _global_sdk_tracer_provider()
         processor = find_processor(provider)
@@ -74,7 +74,6 @@ def configure(
             estimate.warm_up()
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
-    budgets.configure_from_env_once()
     if instrument:
         instrument_all(provider)
     return processor

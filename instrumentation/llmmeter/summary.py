@@ -196,6 +196,31 @@ def register(tally: Tally, mode: str) -> bool:
     return True
 
 
+# Configuration problems the process runs with (LLMMETER_ON_CONFIG_ERROR=warn): printed at exit even when no
+# LLM call was made, because a disabled budget or price file is exactly what must not go unnoticed.
+MAX_PROBLEMS = 20
+_problems: list[str] = []
+
+
+def add_problem(text: str) -> None:
+    """A line for the exit summary about a part of llmmeter disabled at start-up (bounded, deduplicated)."""
+    with _register_lock:
+        if text not in _problems and len(_problems) < MAX_PROBLEMS:
+            _problems.append(text)
+
+
+def problems() -> tuple[str, ...]:
+    with _register_lock:
+        return tuple(_problems)
+
+
+def render_problems(console: Any) -> bool:
+    lines = problems()
+    for line in lines:
+        console.print(f"[bold red]llmmeter: {line}[/]")
+    return bool(lines)
+
+
 NOT_EXPORTED = "no OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT): spans and metrics were not exported"
 
 
@@ -216,5 +241,6 @@ def _print_at_exit(tally: Tally) -> None:
             console = Console(file=sys.stderr, width=200)
         footer = NOT_EXPORTED if not exporting() else None
         render_summary(tally, console, footer)
+        render_problems(console)
     except Exception:  # at exit, a broken terminal must not turn into a traceback
         pass
