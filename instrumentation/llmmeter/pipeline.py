@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, config, estimate, startup, summary
+from llmmeter import _providers, config, startup, summary
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -71,7 +71,6 @@ def configure(
             processor = LLMMeterSpanProcessor(meter_provider=meter_provider, settings=settings)
             provider.add_span_processor(processor)
             summary.register(processor.tally, settings.summary)
-            estimate.warm_up()
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
     if instrument:

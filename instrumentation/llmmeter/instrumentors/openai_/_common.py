@@ -15,12 +15,11 @@ from typing import Any
 
 from llmmeter import estimate, names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
+from llmmeter.instrumentors._sdk import TextBuffer, given  # noqa: F401  (re-exported)
 from llmmeter.usage import Usage, as_count, field_of
 
 # Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes.
 MAX_TOKEN_COUNT = 10**12
-# Bound on the text a stream accumulator keeps for an output estimate (characters).
-MAX_ACCUMULATED_CHARS = 2_000_000
 
 # Notes for names.LLMMETER_UNMEASURED: what could not be read, and why.
 NOTE_USAGE_MISSING = "usage_missing"
@@ -63,11 +62,6 @@ class OpenAIRequest(RequestInfo):
     # (tokens, method, notes): the prompt's size with the chat-format overhead, for when usage is missing.
     input_estimate: Callable[[], tuple[int, str, list[str]]] | None = None
     capture: bool = False  # content capture opted in (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
-
-
-def given(value: Any) -> bool:
-    """True unless ``value`` is None or the SDK's "not given" sentinel (``omit`` / ``NOT_GIVEN``)."""
-    return value is not None and type(value).__name__ not in ("Omit", "NotGiven")
 
 
 def arg(kwargs: dict[str, Any], name: str) -> Any:
@@ -284,29 +278,6 @@ def json_attribute(value: Any) -> str:
 
 def text_parts(texts: Iterable[str]) -> list[dict[str, Any]]:
     return [{"type": "text", "content": t} for t in texts if t]
-
-
-class TextBuffer:
-    """Output text collected from stream deltas, bounded: past the cap only the note remains."""
-
-    __slots__ = ("chars", "parts", "truncated")
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.chars = 0
-        self.truncated = False
-
-    def add(self, piece: Any) -> None:
-        if not isinstance(piece, str) or not piece:
-            return
-        if self.chars + len(piece) > MAX_ACCUMULATED_CHARS:
-            self.truncated = True
-            return
-        self.parts.append(piece)
-        self.chars += len(piece)
-
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 def build_usage(
