@@ -61,6 +61,9 @@ class ResponseInfo:
     unmeasured: list[str] = field(default_factory=list)  # what could not be read, and why
     attributes: dict[str, AttributeValue] | None = None
     chunks: int | None = None
+    # For an input estimate when usage is missing, instead of request.prompt_text: the texts to count and
+    # the tokens to add (a provider's chat-format overhead), captured when the call finished.
+    input_texts: tuple[tuple[str, ...], int] | None = None
 
 
 class LLMCall:
@@ -119,7 +122,7 @@ class LLMCall:
         self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool,
         texts: _Texts,
     ) -> bool:
-        chars = len(texts.input or "") + len(texts.output or "")
+        chars = len(texts.input or "") + len(texts.output or "") + sum(map(len, texts.input_parts or ()))
         model = (response.model if response is not None else None) or self.request.model
         if chars <= INLINE_ESTIMATE_CHARS and estimate.is_ready(model):
             return False  # cheaper to count here than to hand over
@@ -155,7 +158,9 @@ class LLMCall:
         if not produced_output or (usage is not None and usage.input is not None and usage.output is not None):
             return None
         texts = _Texts()
-        if usage is None or usage.input is None:
+        if (usage is None or usage.input is None) and response.input_texts is not None:  # type: ignore[union-attr]
+            texts.input_parts, texts.input_extra = response.input_texts  # type: ignore[union-attr]
+        elif usage is None or usage.input is None:
             texts.input = ""
             if self.request.prompt_text is not None:
                 try:
@@ -246,6 +251,13 @@ class LLMCall:
             result.input, method = estimate.count_tokens(texts.input, model, wait=wait)
             methods.add(method)
             estimated.add("input")
+        elif texts.input_parts is not None:
+            result.input = texts.input_extra
+            for part in texts.input_parts:
+                count, method = estimate.count_tokens(part, model, wait=wait)
+                result.input += count
+                methods.add(method)
+            estimated.add("input")
         if texts.output is not None:
             result.output, method = estimate.count_tokens(texts.output, model, wait=wait)
             methods.add(method)
@@ -267,6 +279,8 @@ class _Texts:
 
     input: str | None = None
     output: str | None = None
+    input_parts: tuple[str, ...] | None = None  # instead of input: ResponseInfo.input_texts
+    input_extra: int = 0
 
 
 def _error_type(error: BaseException) -> str:

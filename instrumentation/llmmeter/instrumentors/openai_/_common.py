@@ -9,6 +9,7 @@ shape llmmeter does not understand must leave the app's call untouched.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -207,7 +208,16 @@ def is_stream_result(request: RequestInfo, result: Any) -> bool:
 # --- estimates ----------------------------------------------------------------------------------
 
 
+# While fill_input_estimate runs an estimator, count_texts only collects the texts: they are counted later,
+# off the app's thread when they are long (llmmeter.call hands the call to llmmeter.background).
+_collector = threading.local()
+
+
 def count_texts(texts: Iterable[str], model: str | None) -> tuple[int, str]:
+    sink = getattr(_collector, "texts", None)
+    if sink is not None:
+        sink.extend(piece for piece in texts if piece)
+        return 0, estimate.METHOD_TIKTOKEN
     total = 0
     method = estimate.METHOD_TIKTOKEN
     for piece in texts:
@@ -248,27 +258,31 @@ def chat_overhead(messages: int) -> int:
 
 
 def fill_input_estimate(request: RequestInfo, usage: Usage | None, response: ResponseInfo) -> Usage | None:
-    """When the provider reported no input count, estimate it from the request (chat overhead included).
+    """When the provider reported no input count, capture what to count for it (chat overhead included).
 
     The generic estimate in :mod:`llmmeter.call` counts one prompt string; OpenAI's chat format adds a
-    few tokens per message, so the translation fills ``input`` itself and leaves ``output`` to the core.
+    few tokens per message, so the translation hands over its own texts and overhead
+    (``response.input_texts``) and leaves the counting, and ``output``, to the core. The texts are captured
+    now: the app may change its messages list as soon as the call returns.
     """
     if usage is not None and usage.input is not None:
         return usage
     estimator = getattr(request, "input_estimate", None)
     if estimator is None:
         return usage
+    sink: list[str] = []
+    _collector.texts = sink
     try:
-        tokens, method, notes = estimator()
+        extra, _method, notes = estimator()  # count_texts collects into sink; extra = overhead, token ids
     except Exception:
         return usage
-    result = usage if usage is not None else Usage()
-    result.input = tokens
-    result.estimated = result.estimated | {"input"}
-    for note in [*notes, *([NOTE_TOKENIZER] if method != estimate.METHOD_TIKTOKEN else [])]:
+    finally:
+        _collector.texts = None
+    response.input_texts = (tuple(sink), extra)
+    for note in notes:
         if note not in response.unmeasured:
             response.unmeasured.append(note)
-    return result
+    return usage
 
 
 def json_attribute(value: Any) -> str:

@@ -1,0 +1,168 @@
+"""Start-up costs what the app uses: SDKs are instrumented when the app imports them, a tokenizer vocabulary
+loads when an estimate needs one, and a long estimate runs off the app's thread.
+
+Start-up is checked in fresh subprocesses (``opentelemetry-instrument`` of this venv): what a process has
+imported is only observable in a process nobody else imported anything into.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+import pytest
+from llmmeter import background, config, estimate, names
+from llmmeter.instrumentors.openai import OpenAIInstrumentor
+from opentelemetry.sdk.trace import SpanProcessor
+from replay_server import Reply, scripted
+
+BIN = os.path.dirname(sys.executable)
+# Every supported SDK but openai: opentelemetry-instrumentation-openai-v2 (a test dependency) imports
+# openai when its own instrumentor module loads, with or without llmmeter.
+SDK_MODULES = ("anthropic", "boto3", "botocore", "google.genai", "mistralai", "cohere", "ollama")
+
+
+def _run(code: str, extra: dict[str, str] | None = None, instrument: bool = True) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
+    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+                "LLMMETER_SUMMARY": "off", **(extra or {})})
+    argv = [sys.executable, "-c", code]
+    if instrument:
+        argv = [os.path.join(BIN, "opentelemetry-instrument"), *argv]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_an_app_that_uses_no_sdk_imports_none_and_loads_no_vocabulary() -> None:
+    found = _run(
+        "import json, sys\n"
+        "from llmmeter import estimate\n"
+        f"imported = [m for m in {SDK_MODULES!r} + ('tiktoken',) if m in sys.modules]\n"
+        "before = estimate.loaded()\n"
+        "estimate.count_tokens('how many tokens is this', 'gpt-4o', wait=True)\n"
+        "print(json.dumps({'imported': imported, 'before': before, 'after': estimate.loaded()}))\n"
+    )
+    assert found == {"imported": [], "before": [], "after": ["o200k_base"]}  # one vocabulary, when needed
+
+
+CHECK_ANTHROPIC = (
+    "import json\n"
+    "from llmmeter.instrumentors._wrap import is_ours\n"
+    "from anthropic.resources.messages.messages import Messages\n"
+    "print(json.dumps({'wrapped': is_ours(Messages.__dict__['create'])}))\n"
+)
+
+
+def test_an_sdk_is_instrumented_when_the_app_imports_it() -> None:
+    assert _run(CHECK_ANTHROPIC) == {"wrapped": True}
+
+
+def test_disabled_instrumentations_stay_off_when_the_sdk_is_imported() -> None:
+    assert _run(CHECK_ANTHROPIC, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "llmmeter_anthropic"}) == {"wrapped": False}
+
+
+def test_instrument_uninstrument_around_the_import_keep_base_instrumentor_semantics() -> None:
+    found = _run(
+        "import json, sys\n"
+        "from llmmeter.instrumentors.anthropic import AnthropicInstrumentor\n"
+        "from llmmeter.instrumentors._wrap import is_ours\n"
+        "inst = AnthropicInstrumentor()\n"
+        "inst.instrument(); inst.uninstrument()\n"  # before the SDK is imported: its hook must stay inert
+        "from anthropic.resources.messages.messages import Messages\n"
+        "after_uninstrument = is_ours(Messages.__dict__['create'])\n"
+        "inst.instrument()\n"  # the SDK is imported now: wrapped at once, as BaseInstrumentor always did
+        "instrumented = is_ours(Messages.__dict__['create'])\n"
+        "inst.uninstrument()\n"
+        "print(json.dumps([after_uninstrument, instrumented, is_ours(Messages.__dict__['create'])]))\n",
+        instrument=False,
+    )
+    assert found == [False, True, False]
+
+
+# --- the estimate of a long stream runs off the app's thread --------------------------------------------------
+
+
+class EndThreads(SpanProcessor):
+    """Which thread ended each span (the thread that runs on_end is the one span.end() ran on)."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, int]] = []
+
+    def on_end(self, span) -> None:
+        self.ended.append((span.name, threading.get_ident()))
+
+
+def _long_stream(chunks: int, size: int) -> tuple[Reply, str]:
+    pieces = [f"{i:05d} " + "lorem ipsum " * (size // 12) for i in range(chunks)]
+    events = [
+        {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        for piece in pieces
+    ]
+    events.append({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return Reply.sse(events), "".join(pieces)
+
+
+@pytest.fixture
+def instrumented(telemetry):
+    ends = EndThreads()
+    telemetry.tracer_provider.add_span_processor(ends)
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=telemetry.tracer_provider)
+    telemetry.ends = ends
+    yield telemetry
+    instrumentor.uninstrument()
+    config.set_settings(None)
+
+
+def _stream_chat(reply: Reply) -> tuple[list, float, float]:
+    with scripted(lambda request: reply) as server:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+        before = time.monotonic()
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "write"}], stream=True
+        )
+        chunks = list(stream)
+        after = time.monotonic()
+    return chunks, before, after
+
+
+def test_a_long_estimate_ends_the_span_on_the_worker_with_the_app_chunks_unchanged(instrumented) -> None:
+    reply, text = _long_stream(chunks=60, size=1200)  # ~73k characters: past the inline bound
+    assert len(text) > 32_768
+    chunks, _, _ = _stream_chat(reply)
+    app_thread = threading.get_ident()
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    (span,) = instrumented.llm_spans()  # settles the worker first; one span: ended exactly once
+    ((_, end_thread),) = [e for e in instrumented.ends.ended if e[0] == span.name]
+    assert end_thread != app_thread
+    assert span.attributes[names.LLMMETER_ESTIMATED_REASON] == "no_usage_in_stream"
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == estimate.count_tokens(text, "gpt-4o", wait=True)[0]
+    assert "tokenizer_not_ready" not in span.attributes.get(names.LLMMETER_UNMEASURED, ())
+
+
+def test_a_full_worker_finishes_the_call_on_the_apps_thread(instrumented, monkeypatch) -> None:
+    monkeypatch.setattr(background, "MAX_PENDING_CHARS", 10)  # no room: the bound that keeps memory flat
+    reply, text = _long_stream(chunks=40, size=1200)
+    chunks, _, _ = _stream_chat(reply)
+    (span,) = instrumented.llm_spans()
+    ((_, end_thread),) = [e for e in instrumented.ends.ended if e[0] == span.name]
+    assert end_thread == threading.get_ident()
+    assert span.attributes[names.USAGE_OUTPUT_TOKENS] == estimate.count_tokens(text, "gpt-4o", wait=True)[0]
+    assert len(chunks) == 41
+
+
+def test_time_to_first_chunk_lies_within_the_bounds_the_test_measured(instrumented) -> None:
+    estimate.warm_up(wait=True)
+    reply, _ = _long_stream(chunks=3, size=24)
+    _, before, after = _stream_chat(reply)
+    (span,) = instrumented.llm_spans()
+    ttfc = span.attributes[names.TIME_TO_FIRST_CHUNK]
+    assert 0 < ttfc <= after - before
