@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ci_env import on_ci
 from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 # Under CI every Hypothesis test runs derandomized: the same examples every run, so a red build is reproducible
 # (a new failure found locally gets pinned with @example). tests/test_fuzz_openai.py is derandomized everywhere.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
+if on_ci():
     hypothesis_settings.load_profile("ci")
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -88,3 +89,32 @@ def telemetry() -> Iterator[Telemetry]:
     yield Telemetry(tracer_provider, meter_provider, exporter, reader, processor)
     tracer_provider.shutdown()
     meter_provider.shutdown()
+
+
+_LLMMETER_INSTRUMENTORS: list[type] | None = None
+
+
+def _llmmeter_instrumentor_classes() -> list[type]:
+    global _LLMMETER_INSTRUMENTORS
+    if _LLMMETER_INSTRUMENTORS is None:
+        from opentelemetry.util._importlib_metadata import entry_points
+
+        _LLMMETER_INSTRUMENTORS = [
+            ep.load() for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llmmeter_")
+        ]
+    return _LLMMETER_INSTRUMENTORS
+
+
+@pytest.fixture(autouse=True)
+def _instrumentors_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test passes alone and in any order (pytest-randomly shuffles them): an instrumentor a test left
+    instrumented would send later tests' spans to that test's throwaway provider. A leak is undone here and
+    fails the test that leaked, so it gets fixed where it happens."""
+    before = {cls for cls in _llmmeter_instrumentor_classes() if cls().is_instrumented_by_opentelemetry}
+    yield
+    leaked = [cls for cls in _llmmeter_instrumentor_classes()
+              if cls().is_instrumented_by_opentelemetry and cls not in before]
+    for cls in leaked:
+        cls().uninstrument()
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left instrumented: {', '.join(c.__name__ for c in leaked)}")

@@ -1,7 +1,7 @@
 """The Redis spend store against a real ``redis-server`` (Debian package) started on 127.0.0.1.
 
 Two separate Python processes share one hard budget through Redis while a local server counts what
-they send; an unreachable Redis fails open or closed as configured. With ``CI=true`` a missing
+they send; an unreachable Redis fails open or closed as configured. With ``CI`` set (``true``, ``1``, ``yes``) a missing
 ``redis-server`` binary is a failure, not a skip.
 """
 
@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import llmmeter.attribution as attribution
 import pytest
 import redis
+from ci_env import missing
 from guard_support import CountingServer, chat, guarded
 from llmmeter import budgets
 from llmmeter.errors import BudgetExceeded, BudgetStoreUnavailable
@@ -38,10 +39,7 @@ def _free_port() -> int:
 def _redis_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
-        message = "redis-server not installed (Debian package redis-server)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("redis-server not installed (Debian package redis-server)")
     return binary
 
 
