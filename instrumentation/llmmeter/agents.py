@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmmeter import _providers, hooks, names
-from llmmeter.errors import AgentLoopDetected
+from llmmeter.errors import AgentLoopDetected, error_type
 
 _log = logging.getLogger("llmmeter.agents")
 
@@ -299,11 +299,6 @@ def _install() -> None:
 # --- spans ------------------------------------------------------------------------------------------
 
 
-def _error_type(error: BaseException) -> str:
-    cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
 class _Scope:
     """Shared machinery of ``agent`` and ``tool``: context manager (sync and async) and decorator."""
 
@@ -383,7 +378,7 @@ def _safe_signature(func: Callable[..., Any]) -> inspect.Signature | None:
 
 def _end(span: trace.Span, error: BaseException | None) -> None:
     if error is not None:
-        span.set_attribute(names.ERROR_TYPE, _error_type(error))
+        span.set_attribute(names.ERROR_TYPE, error_type(error))
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
     span.end()
 

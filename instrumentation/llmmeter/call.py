@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from llmmeter import background, estimate, hooks, names
+from llmmeter.errors import error_type
 from llmmeter.pricing import price_usage  # the table itself loads lazily, on the first call priced
 from llmmeter.usage import Usage
 
@@ -232,7 +233,7 @@ class LLMCall:
         if blocked:
             attrs[names.LLMMETER_BLOCKED] = True
         if error is not None:
-            attrs[names.ERROR_TYPE] = _error_type(error)
+            attrs[names.ERROR_TYPE] = error_type(error)
             span.set_status(Status(StatusCode.ERROR, _safe_message(error)))
         span.set_attributes(attrs)
 
@@ -281,11 +282,6 @@ class _Texts:
     output: str | None = None
     input_parts: tuple[str, ...] | None = None  # instead of input: ResponseInfo.input_texts
     input_extra: int = 0
-
-
-def _error_type(error: BaseException) -> str:
-    cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _safe_message(error: BaseException) -> str:

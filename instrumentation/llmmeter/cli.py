@@ -74,8 +74,9 @@ def check_config() -> None:
     from rich.markup import escape
 
     from llmmeter import config, startup
+    from llmmeter.summary import _console
 
-    err = Console(stderr=True, soft_wrap=True)  # a message is one line (grep-able), never folded or cut
+    err = _console(sys.stderr, soft_wrap=True)  # a message is one line, never folded
     try:
         config.set_settings(None)
         report = startup.check()

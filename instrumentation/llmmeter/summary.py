@@ -224,21 +224,22 @@ def render_problems(console: Any) -> bool:
 NOT_EXPORTED = "no OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT): spans and metrics were not exported"
 
 
-def _console(file: Any) -> Any:
-    """A console for the table: real width on a terminal, 120 columns in a log (rich's 80 folds the table)."""
+LOG_WIDTH = 200  # columns when the output is not a terminal (a log, CI): rich's default 80 folds numbers
+
+
+def _console(file: Any, *, soft_wrap: bool = False) -> Any:
+    """llmmeter's one console-width policy (exit summary, demo, CLI): the terminal's width on a terminal,
+    :data:`LOG_WIDTH` columns anywhere else, so a cost or model name is never folded or cut in a log.
+    ``soft_wrap``: for message lines, which stay one line whatever the width (grep-able)."""
     from rich.console import Console
 
-    console = Console(file=file)
-    return console if console.is_terminal else Console(file=file, width=120)
+    console = Console(file=file, soft_wrap=soft_wrap)
+    return console if console.is_terminal else Console(file=file, width=LOG_WIDTH, soft_wrap=soft_wrap)
 
 
 def _print_at_exit(tally: Tally) -> None:
     try:
-        from rich.console import Console
-
-        console = Console(file=sys.stderr)
-        if not console.is_terminal:  # a log file or CI: no width to fit, never cut a number
-            console = Console(file=sys.stderr, width=200)
+        console = _console(sys.stderr)
         footer = NOT_EXPORTED if not exporting() else None
         render_summary(tally, console, footer)
         render_problems(console)

@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from llmmeter.attribution import sanitize_value
@@ -121,9 +120,6 @@ class Budget:
         """(start, end) of the window containing ``now``, Unix seconds."""
         start = int(now // self.window_seconds) * self.window_seconds
         return start, start + self.window_seconds
-
-    def resets_at(self, now: float) -> datetime:
-        return datetime.fromtimestamp(self.window(now)[1], tz=timezone.utc)
 
 
 def _number(value: float) -> str:

@@ -155,13 +155,11 @@ class PriceTable(Mapping[str, PriceEntry]):
         *,
         zero_priced_providers: frozenset[str] = DEFAULT_ZERO_PRICED_PROVIDERS,
         aliases: Mapping[str, str] | None = None,
-        origins: tuple[str, ...] = (),
     ) -> None:
         self._entries = dict(entries)
         self.version = version
         self.zero_priced_providers = frozenset(zero_priced_providers)
         self.aliases: Mapping[str, str] = dict(aliases or {})
-        self.origins = origins
         self._targets: dict[tuple[Any, Any], tuple[str, PriceEntry | None] | None] = {}
 
     # Mapping protocol
@@ -241,7 +239,6 @@ class PriceTable(Mapping[str, PriceEntry]):
             f"{self.version}+{other.version}",
             zero_priced_providers=self.zero_priced_providers | other.zero_priced_providers,
             aliases={**self.aliases, **other.aliases},
-            origins=self.origins + other.origins,
         )
 
     def with_aliases(self, aliases: Mapping[str, str]) -> PriceTable:
@@ -251,7 +248,6 @@ class PriceTable(Mapping[str, PriceEntry]):
             self.version,
             zero_priced_providers=self.zero_priced_providers,
             aliases={**self.aliases, **{k.strip(): v.strip() for k, v in aliases.items()}},
-            origins=self.origins,
         )
 
 
@@ -274,7 +270,7 @@ def parse_price_data(data: Any, origin: str, *, default_version: str | None = No
             entries[key] = entry
     version = meta.version or default_version or "custom"
     zero = DEFAULT_ZERO_PRICED_PROVIDERS | meta.zero_priced_providers
-    return PriceTable(entries, version, zero_priced_providers=zero, origins=(origin,))
+    return PriceTable(entries, version, zero_priced_providers=zero)
 
 
 def load_price_table(path: str) -> PriceTable:
