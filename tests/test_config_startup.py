@@ -9,10 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 import tokenize
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +22,8 @@ from llmmeter.config import ConfigError
 from llmmeter.usage import Usage
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from startup_runs import instrumented_run, llmmeter_cli
 
-BIN = os.path.dirname(sys.executable)
 PACKAGE = Path(__file__).resolve().parents[1] / "instrumentation" / "llmmeter"
 
 
@@ -97,21 +95,12 @@ def test_unknown_variable_is_warned_about_at_start_up() -> None:
 # --- 11: check-config agrees with start-up -------------------------------------------------------------------
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
-    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
-    env.update(extra)
-    return env
-
-
 def _instrumented_run(extra: dict[str, str], code: str = "print('app ran')") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([os.path.join(BIN, "opentelemetry-instrument"), sys.executable, "-c", code],
-                          env=_clean_env(extra), capture_output=True, text=True, timeout=120)
+    return instrumented_run(extra, code)
 
 
 def _check_config(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([os.path.join(BIN, "llmmeter"), "check-config"], env=_clean_env(extra),
-                          capture_output=True, text=True, timeout=120)
+    return llmmeter_cli("check-config", extra=extra)
 
 
 @pytest.fixture

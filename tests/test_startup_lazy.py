@@ -8,9 +8,6 @@ imported is only observable in a process nobody else imported anything into.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,21 +17,15 @@ from llmmeter import background, config, estimate, names
 from llmmeter.instrumentors.openai import OpenAIInstrumentor
 from opentelemetry.sdk.trace import SpanProcessor
 from replay_server import Reply, scripted
+from startup_runs import instrumented_run
 
-BIN = os.path.dirname(sys.executable)
 # Every supported SDK but openai: opentelemetry-instrumentation-openai-v2 (a test dependency) imports
 # openai when its own instrumentor module loads, with or without llmmeter.
 SDK_MODULES = ("anthropic", "boto3", "botocore", "google.genai", "mistralai", "cohere", "ollama")
 
 
 def _run(code: str, extra: dict[str, str] | None = None, instrument: bool = True) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
-    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-                "LLMMETER_SUMMARY": "off", **(extra or {})})
-    argv = [sys.executable, "-c", code]
-    if instrument:
-        argv = [os.path.join(BIN, "opentelemetry-instrument"), *argv]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
+    result = instrumented_run({"LLMMETER_SUMMARY": "off", **(extra or {})}, code, instrument=instrument)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
