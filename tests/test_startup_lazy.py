@@ -157,3 +157,35 @@ def test_time_to_first_chunk_lies_within_the_bounds_the_test_measured(instrument
     (span,) = instrumented.llm_spans()
     ttfc = span.attributes[names.TIME_TO_FIRST_CHUNK]
     assert 0 < ttfc <= after - before
+
+
+@pytest.fixture
+def hooks_restored():
+    from llmmeter import _providers, hooks
+
+    before, after = list(hooks.BEFORE_CALL), list(hooks.AFTER_CALL)
+    yield
+    hooks.BEFORE_CALL[:], hooks.AFTER_CALL[:] = before, after
+    _providers.use()
+
+
+def test_a_guard_sees_the_tokens_of_a_call_still_counted_in_the_background(instrumented, hooks_restored) -> None:
+    """The worker is held (a job ahead of ours waits on a gate a timer opens): the next guarded call in the same
+    flow must wait for the estimate instead of being admitted on a run total that lacks it."""
+    from llmmeter import AgentLoopDetected, agent
+
+    reply, text = _long_stream(chunks=60, size=1200)
+    gate = threading.Event()
+    assert background.submit(lambda: gate.wait(10), 0)  # holds the worker
+    opener = threading.Timer(1.0, gate.set)
+    with scripted(lambda request: reply) as server:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+        with agent("writer", max_tokens=1000):
+            list(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "w"}],
+                                                stream=True))
+            opener.start()
+            with pytest.raises(AgentLoopDetected, match="max_tokens"):
+                client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "w"}])
+        assert len(server.requests) == 1
+    assert gate.is_set()  # the refusal came after the held estimate was counted
+    assert estimate.count_tokens(text, "gpt-4o", wait=True)[0] > 1000

@@ -30,7 +30,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llmmeter import _providers, hooks, names
+from llmmeter import _providers, background, hooks, names
 from llmmeter.errors import AgentLoopDetected, error_type
 
 _log = logging.getLogger("llmmeter.agents")
@@ -453,6 +453,7 @@ class agent(_Scope):  # lower-case: used like a function, `with llmmeter.agent("
 
 
 def _finish_run(run: Run, error: BaseException | None) -> None:
+    background.wait_for_context()  # a call of this run may still be counted off-thread (llmmeter.background)
     span = run.span
     span.set_attributes(run.totals())
     if run.stopped_by is not None:
