@@ -17,7 +17,9 @@ without any OTel is the reference the issue compared against.
 Each process is measured by ``os.wait4`` (user+system CPU seconds, peak RSS); the arms alternate, and the
 median of ``--rounds`` runs is reported with ``added`` (llmmeter - bare) and ``ratio`` (llmmeter / bare).
 
-    python benchmarks/bench_startup.py            # about a minute; --rounds 3 for a quicker run
+    python benchmarks/bench_startup.py            # a few minutes; --rounds 3 for a quicker run
+    git archive <commit> instrumentation | tar -x -C /tmp/old
+    python benchmarks/bench_startup.py --variant before=/tmp/old/instrumentation   # adds arm llmmeter@before
 """
 
 from __future__ import annotations
@@ -58,13 +60,18 @@ def _is_llmmeter_entry(name: str) -> bool:
     return name.startswith(("llmmeter-", "__editable__.llmmeter", "__editable___llmmeter")) or name == "llmmeter"
 
 
-def build_bare_python(root: Path) -> str:
-    """A venv whose site-packages is this venv's without llmmeter (symlinks; nothing is installed)."""
+def build_bare_python(root: Path, llmmeter_source: str | None = None) -> str:
+    """A venv whose site-packages is this venv's without llmmeter (symlinks; nothing is installed).
+
+    With ``llmmeter_source`` (a directory holding a ``llmmeter/`` package, e.g. an older tree), llmmeter's
+    entry points are kept and that copy is what they load: a variant arm.
+    """
     site = Path(sysconfig.get_paths()["purelib"])
     shadow = root / "site"
     shadow.mkdir(parents=True)
     for entry in site.iterdir():
-        if not _is_llmmeter_entry(entry.name) and not entry.name.endswith(".pth"):
+        keep_dist_info = llmmeter_source is not None and entry.name.endswith(".dist-info")
+        if (keep_dist_info or not _is_llmmeter_entry(entry.name)) and not entry.name.endswith(".pth"):
             (shadow / entry.name).symlink_to(entry)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"
@@ -74,7 +81,8 @@ def build_bare_python(root: Path) -> str:
     for pth in site.glob("*.pth"):
         if not _is_llmmeter_entry(pth.name):
             shutil.copy(pth, bare_site)
-    Path(bare_site, "shadow.pth").write_text(f"{shadow}\n", encoding="utf-8")
+    lines = [str(shadow)] + ([os.path.abspath(llmmeter_source)] if llmmeter_source else [])
+    Path(bare_site, "shadow.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(python)
 
 
@@ -101,15 +109,17 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(s[key] for s in samples), 3) for key in ("cpu_s", "rss_mb")}
 
 
-def measure(rounds: int) -> dict[str, Any]:
+def measure(rounds: int, variants: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="llmmeter-bench-startup-") as tmp:
-        bare = build_bare_python(Path(tmp))
+        bare = build_bare_python(Path(tmp) / "bare")
         # The bare arm really has no llmmeter: no module, no entry point.
         check = subprocess.run([bare, "-c", "import importlib.util as u; print(u.find_spec('llmmeter') is None)"],
                                capture_output=True, text=True, check=True)
         if check.stdout.strip() != "True":
             raise RuntimeError("the bare arm can import llmmeter")
         arms = {"bare": bare, "llmmeter": sys.executable}
+        for name, source in (variants or {}).items():
+            arms[f"llmmeter@{name}"] = build_bare_python(Path(tmp) / name, source)
         samples: dict[str, dict[str, list[dict[str, float]]]] = {arm: {app: [] for app in APPS} for arm in arms}
         estimate_samples: list[dict[str, float]] = []
         reference: list[dict[str, float]] = []
@@ -127,6 +137,11 @@ def measure(rounds: int) -> dict[str, Any]:
         base, with_llmmeter = figures["bare"][app], figures["llmmeter"][app]
         added[app] = {key: round(with_llmmeter[key] - base[key], 3) for key in base}
         ratio[app] = {key: round(with_llmmeter[key] / base[key], 3) if base[key] else None for key in base}
+    variant_added = {
+        arm: {app: {key: round(figures[arm][app][key] - figures["bare"][app][key], 3) for key in ("cpu_s", "rss_mb")}
+              for app in APPS}
+        for arm in figures if arm.startswith("llmmeter@")
+    }
     return {
         **result_header(SCHEMA_VERSION),
         "machine": machine(),
@@ -136,6 +151,7 @@ def measure(rounds: int) -> dict[str, Any]:
         "arms": figures,
         "added": added,
         "ratio": ratio,
+        "variants_added": variant_added,
         "llmmeter_first_estimate": summarize(estimate_samples),
         "reference_plain_import_openai": summarize(reference),
         "samples": {"arms": samples, "estimate": estimate_samples, "reference": reference},
@@ -157,6 +173,9 @@ def render(result: dict[str, Any]) -> None:
                       f"{result['added'][app]['rss_mb']:+.0f}")
     console = Console(width=max(120, Console().width))
     console.print(table)
+    for arm, apps in result.get("variants_added", {}).items():
+        console.print(f"{arm} adds: " + ", ".join(
+            f"{app} {fig['cpu_s']:+.2f} s CPU / {fig['rss_mb']:+.0f} MB" for app, fig in apps.items()))
     est, ref = result["llmmeter_first_estimate"], result["reference_plain_import_openai"]
     console.print(f"llmmeter arm, idle app + one tiktoken estimate: {est['cpu_s']:.2f} s CPU, {est['rss_mb']:.0f} MB")
     console.print(f"reference, python -c 'import openai' (no OTel): {ref['cpu_s']:.2f} s CPU, {ref['rss_mb']:.0f} MB")
@@ -167,8 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="runs of each (arm, app), median reported")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--no-table", action="store_true")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                        help="also measure the llmmeter package in DIR/llmmeter (e.g. an older tree) as llmmeter@NAME")
     args = parser.parse_args(argv)
-    result = measure(max(1, args.rounds))
+    variants = dict(item.split("=", 1) for item in args.variant)
+    for name, source in variants.items():
+        if not os.path.isdir(os.path.join(source, "llmmeter")):
+            parser.error(f"--variant {name}={source}: no llmmeter/ package there")
+    result = measure(max(1, args.rounds), variants)
     write_result(result, args.out)
     if not args.no_table:
         render(result)

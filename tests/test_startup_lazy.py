@@ -189,3 +189,20 @@ def test_a_guard_sees_the_tokens_of_a_call_still_counted_in_the_background(instr
         assert len(server.requests) == 1
     assert gate.is_set()  # the refusal came after the held estimate was counted
     assert estimate.count_tokens(text, "gpt-4o", wait=True)[0] > 1000
+
+
+def test_a_child_forked_while_a_vocabulary_loads_loads_its_own() -> None:
+    """The loading thread does not exist in a fork()ed child: the child must not wait for it forever."""
+    found = _run(
+        "import json, os\n"
+        "from llmmeter import estimate\n"
+        "estimate.count_tokens('start loading', 'gpt-4o')\n"  # starts the load on a background thread
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    n, method = estimate.count_tokens('hello world', 'gpt-4o', wait=True)\n"
+        "    os._exit(0 if method == estimate.METHOD_TIKTOKEN and n == 2 else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(json.dumps({'child_exit': os.waitstatus_to_exitcode(status)}))\n",
+        instrument=False,
+    )
+    assert found == {"child_exit": 0}

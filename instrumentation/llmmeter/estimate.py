@@ -20,6 +20,7 @@ import functools
 import gzip
 import hashlib
 import logging
+import os
 import threading
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -111,6 +112,18 @@ def _encoding(name: str, wait: bool) -> tiktoken.Encoding | None:
     if wait:
         done.wait()
     return _encodings.get(name)
+
+
+def _after_fork_in_child() -> None:
+    """A load in progress at fork() has no thread in the child: forget it so the child loads on its own."""
+    global _lock
+    _lock = threading.Lock()
+    for name in [name for name in _loading if name not in _encodings and name not in _failed]:
+        del _loading[name]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def loaded() -> tuple[str, ...]:
