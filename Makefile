@@ -36,3 +36,7 @@ bench-instructions: system-deps $(VENV)/.installed-test
 
 dashboards: $(VENV)/.installed-test
 	$(PY) dashboards/build.py
+
+.PHONY: bench-startup
+bench-startup: $(VENV)/.installed-test
+	$(PY) benchmarks/bench_startup.py
