@@ -7,6 +7,7 @@ imported is only observable in a process nobody else imported anything into.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -176,7 +177,8 @@ def test_a_guard_sees_the_tokens_of_a_call_still_counted_in_the_background(instr
 
     reply, text = _long_stream(chunks=60, size=1200)
     gate = threading.Event()
-    assert background.submit(lambda: gate.wait(10), 0)  # holds the worker
+    # Handed over from another context: only the stream's estimate is this flow's to wait for.
+    assert contextvars.Context().run(background.submit, lambda: gate.wait(30), 0)  # holds the worker
     opener = threading.Timer(1.0, gate.set)
     with scripted(lambda request: reply) as server:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)

