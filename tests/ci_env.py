@@ -1,6 +1,7 @@
 """One reading of the ``CI`` variable for the whole suite: on CI a missing system tool fails, never skips.
 
-CI services set ``CI=true``; people and other runners write ``CI=1`` or ``CI=yes``: all mean CI.
+CI services set ``CI=true``; people and other runners write ``CI=1`` or ``CI=yes``: any value but an empty one,
+``0``, ``false``, ``no`` or ``off`` means CI.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from typing import NoReturn
 
 import pytest
 
-CI_VALUES = frozenset({"1", "true", "yes", "on"})
+NOT_CI_VALUES = frozenset({"", "0", "false", "no", "off"})
 
 
 def on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in CI_VALUES
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI_VALUES
 
 
 def missing(message: str) -> NoReturn:

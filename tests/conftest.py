@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from ci_env import on_ci
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -19,9 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 # Under CI every Hypothesis test runs derandomized: the same examples every run, so a red build is reproducible
 # (a new failure found locally gets pinned with @example). tests/test_fuzz_openai.py is derandomized everywhere.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if on_ci():
-    hypothesis_settings.load_profile("ci")
+# Neither profile has a time limit or a "too slow" health check: a loaded machine must not fail a test.
+_untimed = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+hypothesis_settings.register_profile("untimed", **_untimed)
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, **_untimed)
+hypothesis_settings.load_profile("ci" if on_ci() else "untimed")
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CASSETTES_DIR = os.path.join(TESTS_DIR, "cassettes")

@@ -50,6 +50,7 @@ class CountingServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 256  # listen() backlog: 50 callers connect at once (socketserver's default is 5)
 
     def __init__(self, prompt_tokens: int = 10, completion_tokens: int = 5, model: str = "gpt-4o-mini") -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -116,3 +117,43 @@ def chat(client: Any, content: str = "hi", **kwargs: Any) -> Any:
     return client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": content}], **kwargs
     )
+
+
+def wave(server: CountingServer, client: Any, callers: int, call: Any, refused_error: type) -> tuple[int, int]:
+    """``callers`` threads call at once while the server holds every admitted call open (no sleeping):
+    each caller is either held at the server or refused before the gate opens, so what a guard admitted
+    is decided with every admitted call still in flight. Returns (sent, refused) of this wave.
+
+    ``call(client)`` makes one call (it must set up its own attribution: threads do not inherit it).
+    """
+    start = server.requests
+    refused: list[int] = []
+    failures: list[BaseException] = []
+    server.gate = threading.Event()
+
+    def worker() -> None:
+        try:
+            call(client)
+        except refused_error:
+            with server.changed:
+                refused.append(1)
+                server.changed.notify_all()
+        except BaseException as exc:  # surfaced below: a wave must not hide an unexpected error
+            with server.changed:
+                failures.append(exc)
+                server.changed.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    with server.changed:
+        assert server.changed.wait_for(
+            lambda: server.requests - start + len(refused) + len(failures) >= callers, timeout=120)
+    sent = server.requests - start
+    server.gate.set()
+    for t in threads:
+        t.join()
+    server.gate = None
+    assert not failures, failures
+    assert server.requests - start == sent  # nothing was admitted after the wave was decided
+    return sent, len(refused)

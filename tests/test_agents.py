@@ -4,6 +4,7 @@ nested runs), and per-agent metrics, with LLM calls made through the real openai
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import llmmeter.agents as agents
 import openai
@@ -159,3 +160,71 @@ def test_unpriced_calls_are_counted_and_keep_cost_out_of_the_histogram(tel):
     assert span.attributes[names.RUN_UNPRICED_CALLS] == 1
     assert span.attributes[names.RUN_LLM_CALLS] == 1
     assert tel.metric_points(names.METRIC_AGENT_RUN_COST) == []  # unknown cost is not recorded as 0
+
+
+def test_one_agent_object_entered_on_two_threads_keeps_two_runs(tel):
+    """Thread A enters, thread B enters the same object, A calls and exits, then B calls and exits: each
+    exit ends its own run's span (the state of an entry lives in its thread's context, not the object)."""
+    shared = agents.agent("shared")
+    client = tel.server.client()
+    a_entered, b_entered, a_exited = threading.Event(), threading.Event(), threading.Event()
+    runs = {}
+
+    def thread_a():
+        with shared as run:
+            runs["a"] = run
+            a_entered.set()
+            b_entered.wait(10)
+            chat(client)
+        a_exited.set()
+
+    def thread_b():
+        a_entered.wait(10)
+        with shared as run:
+            runs["b"] = run
+            b_entered.set()
+            a_exited.wait(10)
+            chat(client)
+            chat(client)
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert runs["a"] is not runs["b"] and (runs["a"].llm_calls, runs["b"].llm_calls) == (1, 2)
+    spans = by_name(tel, "invoke_agent shared")
+    assert sorted(s.attributes[names.RUN_LLM_CALLS] for s in spans) == [1, 2]
+    for run in runs.values():
+        [span] = [s for s in spans if s.context.span_id == run.span.get_span_context().span_id]
+        children = [s for s in tel.llm_spans() if s.parent.span_id == span.context.span_id]
+        assert len(children) == run.llm_calls  # its calls nest under its own span, which ended after them
+        assert all(c.end_time <= span.end_time for c in children)
+
+
+def test_one_agent_and_tool_object_shared_by_asyncio_tasks(tel):
+    shared = agents.agent("worker")
+    lookup = agents.tool("lookup", arguments={"q": "x"})
+    client = tel.server.client(openai.AsyncOpenAI)
+
+    async def one(calls):
+        async with shared as run:
+            for _ in range(calls):
+                await chat(client)
+                with lookup:
+                    await asyncio.sleep(0)
+        return run.llm_calls, run.tool_calls
+
+    async def main():
+        return await asyncio.gather(*(one(n) for n in (1, 2, 3, 4)))
+
+    assert asyncio.run(main()) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    spans = by_name(tel, "invoke_agent worker")
+    assert sorted(s.attributes[names.RUN_LLM_CALLS] for s in spans) == [1, 2, 3, 4]
+    tools = by_name(tel, "execute_tool lookup")
+    assert len(tools) == 10
+    agent_ids = {s.context.span_id: s.attributes[names.RUN_TOOL_CALLS] for s in spans}
+    per_parent = {}
+    for t in tools:
+        per_parent[t.parent.span_id] = per_parent.get(t.parent.span_id, 0) + 1
+    assert per_parent == agent_ids  # every tool span under the run that counted it

@@ -4,11 +4,13 @@ inbound baggage treated as untrusted input."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import threading
 
 import llmmeter.attribution as attribution
 import pytest
-from llmmeter import config, names
+from llmmeter import _providers, config, names
 from llmmeter.processor import LLMMeterSpanProcessor
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -91,10 +93,125 @@ def test_values_travel_as_namespaced_baggage():
         assert baggage.get_baggage("tenant") is None
 
 
-@pytest.mark.parametrize("bad", ["x" * 129, "a;b", "<script>", "", "é"])
-def test_bad_values_are_refused_in_process(bad):
+def _sha16(text: str) -> str:
+    """The documented stand-in, computed here by hand: "sha256:" + 16 hex digits of the UTF-8 bytes."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@pytest.fixture
+def change_counts():
+    reader = InMemoryMetricReader()
+    _providers.use(meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def counts():
+        data = reader.get_metrics_data()
+        if data is None:
+            return {}
+        return {(p.attributes[names.LABEL_ATTRIBUTION_KEY], p.attributes[names.LABEL_ATTRIBUTION_CHANGE]): p.value
+                for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                if m.name == names.METRIC_ATTRIBUTION_NORMALIZED for p in m.data.data_points}
+
+    yield counts
+    _providers.use()
+
+
+def test_values_that_are_not_label_safe_are_hashed_never_raised(change_counts):
+    long_id = "u" * 129
+    with attribution.attributes(user="O'Brien", tenant="josé@example.com", feature=long_id, route="ok/1"):
+        assert attribution.current() == {
+            "user": "sha256:" + hashlib.sha256(b"O'Brien").hexdigest()[:16],
+            "tenant": "sha256:" + hashlib.sha256("josé@example.com".encode()).hexdigest()[:16],
+            "feature": _sha16(long_id),
+            "route": "ok/1",
+        }
+    with attribution.attributes(tenant="a;b"), attribution.attributes(feature="<script>"):
+        assert attribution.current() == {"tenant": _sha16("a;b"), "feature": _sha16("<script>")}
+    assert change_counts() == {("user", "hashed"): 1, ("tenant", "hashed"): 2, ("feature", "hashed"): 2}
+
+
+def test_whitespace_is_trimmed_and_empty_values_dropped(change_counts):
+    with attribution.attributes(tenant="acme\n", feature=" search ", user="", route="   "):
+        assert attribution.current() == {"tenant": "acme", "feature": "search"}  # "acme\n" is not a label
+    with attribution.attributes(tenant="acme"):  # already clean: not counted
+        pass
+    assert change_counts() == {("tenant", "trimmed"): 1, ("feature", "trimmed"): 1, ("user", "dropped"): 1,
+                               ("route", "dropped"): 1}
+
+
+@pytest.mark.parametrize("bad_key", ["Tenant", "tenant\n", "1x", "a-b", "x" * 33])
+def test_keys_that_are_not_identifiers_still_raise_where_written(bad_key):
     with pytest.raises(ValueError, match=r"llmmeter\.attributes"):
-        attribution.attributes(tenant=bad)
+        attribution.attributes(**{bad_key: "v"})
+
+
+def test_inbound_value_with_a_trailing_newline_is_not_read():
+    ctx = baggage.set_baggage("llmmeter.tenant", "acme\n", context=otel_context.get_current())
+    ctx = baggage.set_baggage("llmmeter.feature", "search", context=ctx)
+    assert attribution.current(ctx) == {"feature": "search"}
+
+
+def test_one_scope_object_shared_by_threads_exits_cleanly(caplog):
+    """Thread A enters, thread B enters the same object, A exits, then B exits: each exit undoes its own
+    entry (per-context state), nothing leaks, no "Failed to detach context"."""
+    shared = attribution.attributes(tenant="acme")
+    a_entered, b_entered, a_exited = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def thread_a():
+        with attribution.attributes(feature="a"):
+            with shared:
+                a_entered.set()
+                b_entered.wait(10)
+                seen["a_inside"] = attribution.current()
+            seen["a_after"] = attribution.current()
+        seen["a_end"] = attribution.current()
+        a_exited.set()
+
+    def thread_b():
+        a_entered.wait(10)
+        with shared:
+            b_entered.set()
+            a_exited.wait(10)
+            seen["b_inside"] = attribution.current()
+        seen["b_after"] = attribution.current()
+
+    caplog.set_level(logging.ERROR)
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {
+        "a_inside": {"tenant": "acme", "feature": "a"}, "a_after": {"feature": "a"}, "a_end": {},
+        "b_inside": {"tenant": "acme"}, "b_after": {},
+    }
+    assert not [r for r in caplog.records if "detach" in r.getMessage()]
+
+
+def test_one_scope_object_shared_by_asyncio_tasks_and_as_a_decorator():
+    shared = attribution.attributes(tenant="acme")
+
+    async def task(i):
+        with attribution.attributes(user=f"u{i}"):
+            with shared:
+                await asyncio.sleep(0)
+                inside = attribution.current()
+                await asyncio.sleep(0)
+            return inside, attribution.current()
+
+    @shared
+    async def decorated(i):
+        await asyncio.sleep(0)
+        return attribution.current()
+
+    async def main():
+        return await asyncio.gather(*(task(i) for i in range(10))), await asyncio.gather(
+            *(decorated(i) for i in range(10)))
+
+    tasks, decorated_results = asyncio.run(main())
+    assert tasks == [({"tenant": "acme", "user": f"u{i}"}, {"user": f"u{i}"}) for i in range(10)]
+    assert decorated_results == [{"tenant": "acme"}] * 10
+    assert attribution.current() == {}
 
 
 def test_inbound_baggage_only_allow_listed_keys_and_clean_values():

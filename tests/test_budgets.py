@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import llmmeter.attribution as attribution
 import openai
 import pytest
-from guard_support import CountingServer, chat, guarded
+from guard_support import CountingServer, chat, guarded, wave
 from llmmeter import budgets, names
 from llmmeter.config import ConfigError
 from llmmeter.errors import BudgetExceeded
@@ -256,19 +256,18 @@ def test_threads_never_send_more_than_the_limit(tel):
 
 
 def test_asyncio_dollar_budget_is_not_overshot(tel):
-    """USD budget, AsyncOpenAI, 20 concurrent tasks: admitted calls' expected cost fits the limit."""
-    cost = call_cost()
-    budgets.add(match="tenant=acme", limit=4.5 * cost, unit="usd", window="day", mode="hard")
+    """USD budget, AsyncOpenAI, 20 concurrent tasks with max_tokens: each call reserves its bound, priced at
+    gpt-4o-mini's documented rates, and only the calls whose bounds fit beside the others are admitted."""
+    bound = BOUND_INPUT * IN_RATE + 5 * OUT_RATE  # 25 tokens in (byte bound), max_tokens=5 out
+    budgets.add(match="tenant=acme", limit=4.5 * bound, unit="usd", window="day", mode="hard")
 
     async def main(server):
         client = server.client(openai.AsyncOpenAI)
-        await chat(client)  # one finished call: spent = cost, and the expected cost is learned
-        server.arrived.acquire()  # that call's arrival
         server.gate = threading.Event()
 
         async def one():
             try:
-                await chat(client)
+                await chat(client, "hello world", max_tokens=5)
                 return "sent"
             except BudgetExceeded:
                 return "refused"
@@ -282,6 +281,174 @@ def test_asyncio_dollar_budget_is_not_overshot(tel):
 
     with CountingServer(PROMPT, COMPLETION) as server, attribution.attributes(tenant="acme"):
         results = asyncio.run(main(server))
-        # 1 warm-up + 4 admitted: c + 4c = 5c >= 4.5c; the 5th concurrent call would have been refused.
-        assert server.requests == 5
+        # 4 bounds fit in 4.5 bounds; a 5th does not beside 4 in flight, nor does its tiktoken bound
+        # (13 x $0.15/M + 5 x $0.60/M = 0.73 of a byte bound > the 0.5 left).
+        assert server.requests == 4
     assert results.count("sent") == 4 and results.count("refused") == 16
+
+
+# --- reservations under concurrency (50 callers) -------------------------------------------------------
+# gpt-4o-mini's documented rates (https://platform.openai.com/docs/pricing): $0.15 / $0.60 per 1M tokens.
+IN_RATE, OUT_RATE = 0.15 / 1e6, 0.60 / 1e6
+# The prompt text llmmeter reads from [{"role": "user", "content": "hello world"}] is "user\nhello world":
+# 16 UTF-8 bytes + 3 tokens per newline-separated piece (2) + 3 to prime the reply = 25 (the byte bound);
+# tiktoken counts 4 tokens ("user", "\n", "hello", " world"), so its precise bound is 4 + 9 = 13.
+BOUND_INPUT, PRECISE_INPUT = 25, 13
+
+
+def acme_call(**kwargs):
+    def call(client):
+        with attribution.attributes(tenant="acme"):
+            chat(client, "hello world", **kwargs)
+    return call
+
+
+def test_hard_token_budget_holds_with_50_concurrent_callers(tel):
+    """A hard 1,000-token budget, waves of 50 threads at once, no max_tokens. The server reports 10 + 5
+    tokens per call. Worked by hand from the documented rules (store.py, preflight.py):
+
+    * waves 1-8: no output learned yet, so a call reserves 25 + 4096 tokens: more than the budget, so
+      calls are admitted one at a time (nothing else in flight): 1 per wave;
+    * then the largest of 8 learned outputs (5) is the output bound: a call reserves 25 + 5 = 30, or
+      13 + 5 = 18 once tiktoken has counted its prompt (only when 30 does not fit beside the calls in flight).
+      Spent 120, room 880: 29 x 30. Spent 555, room 445: 14 x 30 + 1 x 18. Spent 780, room 220: 7 x 30.
+      Spent 885, room 115: 3 x 30 + 1 x 18. Spent 945, room 55: 1 x 30 + 1 x 18. Spent 975, room 25:
+      nothing fits, nothing in flight: 1 call alone. Spent 990, room 10: 1 alone, the call that overruns.
+      Spent 1,005; then every call is refused.
+    """
+    budget = budgets.add("tenant=acme: 1000 tokens/day hard")
+    per_call = PROMPT + COMPLETION
+    sent_per_wave = []
+    with CountingServer(PROMPT, COMPLETION) as server:
+        client = server.client()
+        for _ in range(30):
+            sent, refused = wave(server, client, 50, acme_call(), BudgetExceeded)
+            assert sent + refused == 50
+            sent_per_wave.append(sent)
+            if sent == 0:
+                break
+        total = server.requests
+    assert sent_per_wave == [1] * 8 + [29, 15, 7, 4, 2, 1, 1, 0]
+    spent = budgets.spent(budget, "acme")
+    assert spent == total * per_call == 1005
+    assert 1000 <= spent <= 1000 + per_call  # the limit, plus at most one call's actual overrun
+
+
+def test_hard_dollar_budget_holds_with_50_concurrent_callers(tel):
+    """$0.0001 hard, waves of 50 threads with max_tokens=5: each call reserves its priced bound
+    (25 x $0.15/M + 5 x $0.60/M = $6.75e-6; $4.95e-6 with its tiktoken count); it really costs
+    10 x $0.15/M + 5 x $0.60/M = $4.5e-6. First wave: 14 byte bounds ($94.5e-6) + 1 tiktoken bound."""
+    limit = 0.0001
+    budget = budgets.add(match="tenant=acme", limit=limit, unit="usd", window="day", mode="hard")
+    bound = BOUND_INPUT * IN_RATE + 5 * OUT_RATE
+    actual = PROMPT * IN_RATE + COMPLETION * OUT_RATE
+    sent_per_wave = []
+    with CountingServer(PROMPT, COMPLETION) as server:
+        client = server.client()
+        for _ in range(30):
+            sent, _ = wave(server, client, 50, acme_call(max_tokens=5), BudgetExceeded)
+            sent_per_wave.append(sent)
+            if sent == 0:
+                break
+        total = server.requests
+    precise = PRECISE_INPUT * IN_RATE + 5 * OUT_RATE
+    assert sent_per_wave[0] == int(limit // bound) + 1 == 15  # concurrent: as many bounds as fit
+    assert 14 * bound + precise <= limit < 14 * bound + 2 * precise
+    assert sent_per_wave[-1] == 0
+    spent = budgets.spent(budget, "acme")
+    assert spent == pytest.approx(total * actual)
+    assert limit <= spent <= limit + actual  # the limit, plus at most one call's actual overrun
+
+
+def test_preflight_tokenizes_only_when_the_decision_depends_on_it(tel, monkeypatch):
+    """A 450,000-character prompt under hard token budgets: the byte bound decides (no tiktoken) when it
+    fits, and when nothing is in flight; tiktoken runs once, for a call whose bound does not fit beside a
+    call in flight and whose precise count does."""
+    from llmmeter import estimate
+
+    counted: list[int] = []
+    real = estimate.count_tokens
+
+    def counting(text, model):
+        counted.append(len(text))
+        return real(text, model)
+
+    monkeypatch.setattr(estimate, "count_tokens", counting)
+    huge = "word " * 90_000
+    budgets.add("tenant=big: 1000000 tokens/day hard")  # bound 450,006 + output: fits
+    budgets.add("tenant=small: 1000 tokens/day hard")  # bound does not fit, nothing in flight: alone
+    budgets.add("tenant=tight: 100 tokens/day hard")
+    with CountingServer(PROMPT, COMPLETION) as server:
+        client = server.client()
+        for tenant in ("big", "small"):
+            with attribution.attributes(tenant=tenant):
+                chat(client, huge, max_tokens=5)
+                chat(client, huge, max_tokens=5)
+        assert server.requests == 4 and counted == []
+        assert budgets.enforcer().preflight_tokenizations == 0
+
+        # One call held in flight reserving 25 + 5 = 30 of 100. The next prompt, "user\n" + "hello " x 20,
+        # bounds at 125 + 9 + 5 = 139 (> 70 left): only its tiktoken count (about 25 + 9 + 5) can decide.
+        server.gate = threading.Event()
+
+        def first_call():
+            with attribution.attributes(tenant="tight"):
+                chat(client, "hello world", max_tokens=5)
+
+        first = threading.Thread(target=first_call)
+        first.start()
+        with server.changed:
+            assert server.changed.wait_for(lambda: server.requests == 5, timeout=60)
+        errors = []
+
+        def second():
+            with attribution.attributes(tenant="tight"):
+                try:
+                    chat(client, "hello " * 20, max_tokens=5)
+                except BudgetExceeded as exc:
+                    errors.append(exc)
+
+        t = threading.Thread(target=second)
+        t.start()
+        with server.changed:
+            assert server.changed.wait_for(lambda: server.requests == 6 or errors, timeout=60)
+        server.gate.set()
+        first.join()
+        t.join()
+        assert not errors and server.requests == 6
+    assert counted == [len("user\n" + "hello " * 20)]
+    assert budgets.enforcer().preflight_tokenizations == 1
+
+
+def test_reservation_bounds_by_hand():
+    """The bound of one call, from its RequestInfo (the translator's output), worked by hand."""
+    from llmmeter.budgets.preflight import DEFAULT_OUTPUT_TOKENS, OutputBounds, Preflight
+    from llmmeter.call import RequestInfo
+
+    def request(operation="chat", prompt="user\nhello world", **attrs):
+        return RequestInfo(provider="openai", operation=operation, model="gpt-4o-mini", attributes=attrs,
+                           prompt_text=lambda: prompt)
+
+    outputs = OutputBounds()
+    # No max_tokens, nothing learned: 25 + 4096.
+    assert Preflight(request(), outputs).amount("tokens") == BOUND_INPUT + DEFAULT_OUTPUT_TOKENS == 25 + 4096
+    # max_tokens=50 and n=3 choices: 25 + 150; in dollars at the documented rates.
+    three = Preflight(request(**{names.REQUEST_MAX_TOKENS: 50, names.REQUEST_CHOICE_COUNT: 3}), outputs)
+    assert three.amount("tokens") == 175
+    assert three.amount("usd") == pytest.approx(25 * IN_RATE + 150 * OUT_RATE)
+    assert three.amount("calls") == 1.0
+    # An embedding has no output: its prompt's bound only ("hello world": 11 bytes + 3 + 3).
+    assert Preflight(request("embeddings", "hello world"), outputs).amount("tokens") == 17
+    # Non-ASCII counts UTF-8 bytes: "josé" is 5 bytes, + 3 + 3.
+    assert Preflight(request("embeddings", "josé"), outputs).amount("tokens") == 11
+    # Learned: 7 outputs are not enough; the 8th makes the largest of them the bound, per choice.
+    for output in (3, 9, 4, 2, 5, 1, 6):
+        outputs.observe("gpt-4o-mini", output)
+    assert Preflight(request(), outputs).output == DEFAULT_OUTPUT_TOKENS
+    outputs.observe("gpt-4o-mini", 14, choices=2)  # 7 per choice
+    assert Preflight(request(), outputs).output == 9
+    assert Preflight(request(**{names.REQUEST_CHOICE_COUNT: 2}), outputs).output == 18
+    # The precise count is tiktoken's (4 tokens for "user\nhello world") + 9, never above the bound.
+    call = Preflight(request(**{names.REQUEST_MAX_TOKENS: 5}), outputs)
+    assert call.amount("tokens") == 30 and call.amount("tokens", precise=True) == PRECISE_INPUT + 5 == 18
+    assert call.tokenized

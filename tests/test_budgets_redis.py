@@ -1,8 +1,8 @@
 """The Redis spend store against a real ``redis-server`` (Debian package) started on 127.0.0.1.
 
 Two separate Python processes share one hard budget through Redis while a local server counts what
-they send; an unreachable Redis fails open or closed as configured. With ``CI`` set (``true``, ``1``, ``yes``) a missing
-``redis-server`` binary is a failure, not a skip.
+they send; an unreachable Redis fails open or closed as configured. With ``CI`` set (``1``, ``true``,
+anything but empty/0/false/no) a missing ``redis-server`` binary is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import llmmeter.attribution as attribution
 import pytest
 import redis
 from ci_env import missing
-from guard_support import CountingServer, chat, guarded
+from guard_support import CountingServer, chat, guarded, wave
 from llmmeter import budgets
 from llmmeter.errors import BudgetExceeded, BudgetStoreUnavailable
 
@@ -110,7 +110,8 @@ _WORKER = textwrap.dedent("""
 
     redis_url, base_url, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
     OpenAIInstrumentor().instrument(tracer_provider=TracerProvider())
-    budgets.configure(store=budgets.RedisStore(redis_url), on_store_error="closed")
+    # A generous socket timeout: on a loaded CI machine a 0.5 s timeout fails closed (a refusal) by chance.
+    budgets.configure(store=budgets.RedisStore(redis_url, timeout=10.0), on_store_error="closed")
     budgets.add("tenant=acme: 6 calls/day hard")
     client = openai.OpenAI(base_url=base_url, api_key="k", max_retries=0)
     lock = threading.Lock()
@@ -230,3 +231,39 @@ def test_redis_outage_and_recovery_are_logged(tel, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("unavailable" in m and "failing closed" in m for m in messages)
     assert any("reachable again" in m for m in messages)
+
+
+def test_hard_token_budget_holds_with_50_concurrent_callers_on_redis(tel, redis_url):
+    """The in-memory test's scenario (tests/test_budgets.py, worked by hand there) on the Redis store:
+    waves of 50 threads against a hard 1,000-token budget; the Lua script applies the same admission rule,
+    so the same calls are admitted and spend ends at the limit plus one call's overrun."""
+    budgets.configure(store=budgets.RedisStore(redis_url, prefix="waves:", timeout=10.0), on_store_error="closed")
+    budget = budgets.add("tenant=acme: 1000 tokens/day hard")
+
+    def call(client):
+        with attribution.attributes(tenant="acme"):
+            chat(client, "hello world")
+
+    sent_per_wave = []
+    with CountingServer(10, 5) as server:
+        client = server.client()
+        for _ in range(30):
+            sent, refused = wave(server, client, 50, call, BudgetExceeded)
+            assert sent + refused == 50
+            sent_per_wave.append(sent)
+            if sent == 0:
+                break
+        total = server.requests
+    assert sent_per_wave == [1] * 8 + [29, 15, 7, 4, 2, 1, 1, 0]
+    assert budgets.spent(budget, "acme") == total * 15 == 1005  # <= 1000 + one call's 15 tokens
+    raw = redis.Redis.from_url(redis_url)
+    [key] = raw.keys("waves:*")
+    assert float(raw.hget(key, "r")) == 0  # every reservation released
+
+
+def test_ci_1_makes_a_missing_redis_server_a_failure(monkeypatch):
+    """CI=1 (what many CI systems set) makes a missing redis-server a failure, not a skip."""
+    monkeypatch.setenv("CI", "1")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="redis-server not installed"):
+        _redis_binary()

@@ -37,10 +37,15 @@ def test_an_app_that_uses_no_sdk_imports_none_and_loads_no_vocabulary() -> None:
         "from llmmeter import estimate\n"
         f"imported = [m for m in {SDK_MODULES!r} + ('tiktoken',) if m in sys.modules]\n"
         "before = estimate.loaded()\n"
-        "estimate.count_tokens('how many tokens is this', 'gpt-4o', wait=True)\n"
-        "print(json.dumps({'imported': imported, 'before': before, 'after': estimate.loaded()}))\n"
+        "text = 'how many tokens is this'\n"
+        # A budget's precise count asked before the vocabulary loaded: the safe byte bound, never a guess.
+        "bounded = estimate.prompt_token_count(text, 'gpt-4o') == estimate.prompt_token_bound(text)\n"
+        "estimate.count_tokens(text, 'gpt-4o', wait=True)\n"
+        "print(json.dumps({'imported': imported, 'before': before, 'after': estimate.loaded(),\n"
+        "                  'bounded_before_load': bounded}))\n"
     )
-    assert found == {"imported": [], "before": [], "after": ["o200k_base"]}  # one vocabulary, when needed
+    # One vocabulary, when needed.
+    assert found == {"imported": [], "before": [], "after": ["o200k_base"], "bounded_before_load": True}
 
 
 CHECK_ANTHROPIC = (

@@ -210,6 +210,14 @@ def _trip(run: Run, reason: str, limit: float, value: float, detail: str | None 
         _metrics()[3].add(1, {names.AGENT_NAME: run.name, names.LABEL_GUARD: reason})
     except Exception:
         _log.debug("llmmeter: could not record a loop-guard trip", exc_info=True)
+    if reason == GUARD_MAX_LLM_CALLS:
+        if run.guard.mode == MODE_HARD:
+            _log.warning("llmmeter loop guard: agent %r reached max_llm_calls: %d LLM calls sent (limit %d); "
+                         "the next one was refused", run.name, int(value), int(limit))
+        else:
+            _log.warning("llmmeter loop guard: agent %r crossed max_llm_calls: LLM call %d sent (limit %d, "
+                         "soft mode)", run.name, int(value), int(limit))
+        return
     _log.warning(
         "llmmeter loop guard: agent %r crossed %s%s (%g, limit %g)%s",
         run.name, reason, f" ({detail})" if detail else "", value, limit,
@@ -221,32 +229,53 @@ _calls: weakref.WeakKeyDictionary[Any, Run] = weakref.WeakKeyDictionary()
 _calls_lock = threading.Lock()
 
 
+def _refuse(run: Run, guarded: Run, span: Any) -> None:
+    """Raise the refusal for ``guarded``'s first crossed limit; mark the runs it stops."""
+    with guarded._lock:
+        reason, (limit, value, detail) = next(iter(guarded.trips.items()))
+    refusal = AgentLoopDetected(guarded.name, reason, limit, value, detail)
+    for stopped in run.chain():  # this run and the runs between it and the one whose limit it was
+        if stopped.stopped_by is None:
+            stopped.stopped_by, stopped.stopped_error = reason, refusal
+        if stopped is guarded:
+            break
+    raise hooks.refuse(span, refusal)
+
+
 def _before_call(request: Any, span: Any) -> None:
     run = _current_run.get()
     if run is None:
         return
+    for r in run.chain():  # a hard limit crossed earlier (tokens, cost, tool calls, calls): refuse now
+        if r.guard.mode == MODE_HARD and r.trips:
+            _refuse(run, r, span)
+    # Take one call slot in every enclosing run, each check-and-increment under that run's lock (two
+    # acquisitions would let concurrent callers all read the same count and all pass).
+    taken: list[Run] = []
     for r in run.chain():
         limit = r.guard.max_llm_calls
-        if limit is not None:
-            with r._lock:
-                attempted = r._started + 1
-            if attempted > limit:
-                _trip(r, GUARD_MAX_LLM_CALLS, limit, attempted)
-    for r in run.chain():
-        if r.guard.mode == MODE_HARD and r.trips:
-            reason, (limit, value, detail) = next(iter(r.trips.items()))
-            refusal = AgentLoopDetected(r.name, reason, limit, value, detail)
-            for stopped in run.chain():  # this run and the runs between it and the one whose limit it was
-                if stopped.stopped_by is None:
-                    stopped.stopped_by, stopped.stopped_error = reason, refusal
-                if stopped is r:
-                    break
-            raise refusal
-    for r in run.chain():
         with r._lock:
-            r._started += 1
+            if limit is None or r._started < limit:
+                r._started += 1
+                taken.append(r)
+                continue
+            sent = r._started
+            if r.guard.mode != MODE_HARD:
+                r._started += 1  # soft: this call goes out, past the limit
+                taken.append(r)
+        if r.guard.mode == MODE_HARD:
+            _trip(r, GUARD_MAX_LLM_CALLS, limit, sent)
+            _release_slots(taken)
+            _refuse(run, r, span)
+        _trip(r, GUARD_MAX_LLM_CALLS, limit, sent + 1)
     with _calls_lock:
         _calls[span] = run
+
+
+def _release_slots(runs: list[Run]) -> None:
+    for r in runs:
+        with r._lock:
+            r._started = max(0, r._started - 1)
 
 
 def _after_call(request: Any, response: Any, cost: Any, span: Any) -> None:
@@ -255,15 +284,19 @@ def _after_call(request: Any, response: Any, cost: Any, span: Any) -> None:
     if run is None:
         return
     attrs = getattr(span, "attributes", None) or {}
-    if attrs.get(names.LLMMETER_BLOCKED) is True:  # refused by a later guard (a budget): not a call
-        for r in run.chain():
-            with r._lock:
-                r._started = max(0, r._started - 1)
+    if hooks.was_refused(span) or attrs.get(names.LLMMETER_BLOCKED) is True:
+        _release_slots(list(run.chain()))  # refused by a later guard (a budget): not a call
         return
-    counts = [_count(attrs, name) for name in (
-        names.USAGE_INPUT_TOKENS, names.USAGE_OUTPUT_TOKENS, names.USAGE_CACHE_READ_TOKENS,
-        names.USAGE_CACHE_CREATION_TOKENS, names.USAGE_REASONING_TOKENS,
-    )]
+    # From the call's Usage (estimates included), not the span: a span the sampler dropped records nothing.
+    usage = getattr(response, "usage", None)
+    if usage is not None:
+        counts = [_int(usage.input), _int(usage.output), _int(usage.cache_read), _int(usage.cache_creation),
+                  _int(usage.reasoning)]
+    else:
+        counts = [_count(attrs, name) for name in (
+            names.USAGE_INPUT_TOKENS, names.USAGE_OUTPUT_TOKENS, names.USAGE_CACHE_READ_TOKENS,
+            names.USAGE_CACHE_CREATION_TOKENS, names.USAGE_REASONING_TOKENS,
+        )]
     usd = float(cost.usd) if cost is not None and cost.priced and cost.usd is not None else None
     unpriced = cost is not None and not cost.priced
     for r in run.chain():
@@ -286,6 +319,10 @@ def _after_call(request: Any, response: Any, cost: Any, span: Any) -> None:
             _trip(r, GUARD_MAX_COST, guard.max_cost_usd, spent)
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _count(attrs: Mapping[str, Any], name: str) -> int:
     value = attrs.get(name)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -299,11 +336,29 @@ def _install() -> None:
 # --- spans ------------------------------------------------------------------------------------------
 
 
+# What each entered agent/tool scope must undo at exit, per context (thread / asyncio task), innermost
+# last, with the scope object that pushed it. Not on the object: one ``agent(...)`` object may be entered
+# by many threads and tasks at once, and each exit must end its own span and reset its own tokens.
+_ENTERED: contextvars.ContextVar[tuple[tuple[Any, tuple[Any, ...]], ...]] = contextvars.ContextVar(
+    "llmmeter_agent_scopes_entered", default=()
+)
+
+
 class _Scope:
     """Shared machinery of ``agent`` and ``tool``: context manager (sync and async) and decorator."""
 
-    def __init__(self) -> None:
-        self._stack: list[tuple[Any, ...]] = []
+    def _push(self, state: tuple[Any, ...]) -> None:
+        _ENTERED.set((*_ENTERED.get(), (self, state)))
+
+    def _pop(self) -> tuple[Any, ...] | None:
+        """The state this object's innermost entry in the current context pushed, or None."""
+        entered = _ENTERED.get()
+        for index in range(len(entered) - 1, -1, -1):
+            if entered[index][0] is self:
+                _ENTERED.set(entered[:index] + entered[index + 1:])
+                return entered[index][1]
+        _log.debug("llmmeter: %s exited without a matching entry in this context", type(self).__name__)
+        return None
 
     def _fresh(self) -> _Scope:
         raise NotImplementedError
@@ -404,7 +459,6 @@ class agent(_Scope):  # lower-case: used like a function, `with llmmeter.agent("
         agent_id: str | None = None,
         conversation_id: str | None = None,
     ) -> None:
-        super().__init__()
         if not isinstance(name, str) or not name:
             raise ValueError(f"llmmeter.agent: name must be a non-empty string, got {name!r}")
         self.name = name
@@ -414,7 +468,6 @@ class agent(_Scope):  # lower-case: used like a function, `with llmmeter.agent("
 
     def _fresh(self) -> agent:
         clone = agent.__new__(agent)
-        _Scope.__init__(clone)
         clone.name, clone.guard = self.name, self.guard
         clone.agent_id, clone.conversation_id = self.agent_id, self.conversation_id
         return clone
@@ -432,11 +485,14 @@ class agent(_Scope):  # lower-case: used like a function, `with llmmeter.agent("
         run = Run(self.name, span, _current_run.get(), self.guard)
         token = otel_context.attach(trace.set_span_in_context(span))
         run_token = _current_run.set(run)
-        self._stack.append((run, token, run_token))
+        self._push((run, token, run_token))
         return run
 
     def _exit(self, error: BaseException | None) -> None:
-        run, token, run_token = self._stack.pop()
+        state = self._pop()
+        if state is None:
+            return
+        run, token, run_token = state
         try:
             _current_run.reset(run_token)
         except ValueError:  # exited in another context (generator misuse): leave the var alone
@@ -486,7 +542,6 @@ class tool(_Scope):  # lower-case: used like a function, `with llmmeter.tool("se
     def __init__(
         self, name: str, arguments: Any = None, *, call_id: str | None = None, tool_type: str | None = None
     ) -> None:
-        super().__init__()
         if not isinstance(name, str) or not name:
             raise ValueError(f"llmmeter.tool: name must be a non-empty string, got {name!r}")
         self.name = name
@@ -507,7 +562,7 @@ class tool(_Scope):  # lower-case: used like a function, `with llmmeter.tool("se
             f"{names.OP_EXECUTE_TOOL} {self.name}", kind=SpanKind.INTERNAL, attributes=attributes
         )
         token = otel_context.attach(trace.set_span_in_context(span))
-        self._stack.append((span, token))
+        self._push((span, token))
         run = _current_run.get()
         if run is not None:
             try:
@@ -517,7 +572,10 @@ class tool(_Scope):  # lower-case: used like a function, `with llmmeter.tool("se
         return span
 
     def _exit(self, error: BaseException | None) -> None:
-        span, token = self._stack.pop()
+        state = self._pop()
+        if state is None:
+            return
+        span, token = state
         try:
             otel_context.detach(token)
         except Exception:

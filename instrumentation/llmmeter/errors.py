@@ -61,7 +61,8 @@ class AgentLoopDetected(GuardError):
     """An agent run crossed a loop-guard limit in hard mode; its next LLM call was not sent.
 
     Attributes: ``agent`` (the run's agent name), ``reason`` (``max_llm_calls``, ``max_tokens``,
-    ``max_cost_usd`` or ``repeated_tool_call``), ``limit`` and ``value`` (what was reached), ``detail``
+    ``max_cost_usd`` or ``repeated_tool_call``), ``limit`` and ``value`` (what was reached; for
+    ``max_llm_calls``, the calls sent before this refused one), ``detail``
     (for repeated tool calls: the tool name).
     """
 
@@ -72,9 +73,11 @@ class AgentLoopDetected(GuardError):
         self.value = value
         self.detail = detail
         extra = f" ({detail})" if detail else ""
-        super().__init__(
-            f"llmmeter loop guard stopped agent {agent!r}: {reason}{extra} reached {value:g} (limit {limit:g})"
-        )
+        if reason == "max_llm_calls":  # value: the LLM calls the run had sent (or had in flight)
+            text = f"{value:g} LLM calls sent (limit {limit:g}); this call was refused"
+        else:
+            text = f"{reason}{extra} reached {value:g} (limit {limit:g}); this call was refused"
+        super().__init__(f"llmmeter loop guard stopped agent {agent!r}: {text}")
 
 
 def amount_text(value: float, unit: str) -> str:

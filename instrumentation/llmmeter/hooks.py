@@ -8,6 +8,8 @@ llmmeter and is logged, never raised.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,3 +36,29 @@ def register_before_call(hook: BeforeCall) -> None:
 def register_after_call(hook: AfterCall) -> None:
     if hook not in AFTER_CALL:
         AFTER_CALL.append(hook)
+
+
+# Spans of calls a guard refused before they were sent. After-call hooks must not count such a call as
+# made (nor its budget reservation as spent) whether or not the span records attributes: a sampled-out
+# span carries no ``llmmeter.blocked`` attribute to read back. Weak: an entry lives as long as its span.
+_refused: weakref.WeakSet[Any] = weakref.WeakSet()
+_refused_lock = threading.Lock()
+
+
+def refuse(span: Any, error: GuardError) -> GuardError:
+    """Mark ``span``'s call as refused by a guard and return ``error`` for the hook to raise."""
+    try:
+        with _refused_lock:
+            _refused.add(span)
+    except TypeError:  # a span type that cannot be weakly referenced: the span attribute still says it
+        pass
+    return error
+
+
+def was_refused(span: Any) -> bool:
+    """True when a before-call guard refused this span's call (it was never sent)."""
+    try:
+        with _refused_lock:
+            return span in _refused
+    except TypeError:
+        return False

@@ -56,6 +56,28 @@ USAGE_REASONING_TOKENS = _ga.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
 # Pre-v1.37 spellings, read only, so older instrumentors' spans are still counted.
 LEGACY_USAGE_PROMPT_TOKENS = _ga.GEN_AI_USAGE_PROMPT_TOKENS
 LEGACY_USAGE_COMPLETION_TOKENS = _ga.GEN_AI_USAGE_COMPLETION_TOKENS
+# The GenAI conventions' pending rename of cache_creation (semantic-conventions-genai #440); read, not written.
+USAGE_CACHE_WRITE_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+
+# --- other conventions, read only (llmmeter.span_reader.CONVENTIONS maps them) ------------------
+# OpenLLMetry (traceloop) before it followed semconv.
+LEGACY_USAGE_CACHE_READ_TOKENS = "gen_ai.usage.cache_read_input_tokens"
+LEGACY_USAGE_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation_input_tokens"
+LEGACY_USAGE_REASONING_TOKENS = "gen_ai.usage.reasoning_tokens"
+LEGACY_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
+LEGACY_REQUEST_TYPE = "llm.request.type"  # "chat" | "completion" | "embedding"
+# OpenInference (Arize Phoenix) semantic conventions.
+OI_SPAN_KIND = "openinference.span.kind"  # "LLM" | "EMBEDDING" | "CHAIN" | "TOOL" | "AGENT" | ...
+OI_LLM_PROVIDER = "llm.provider"
+OI_LLM_SYSTEM = "llm.system"
+OI_LLM_MODEL_NAME = "llm.model_name"
+OI_TOKEN_COUNT_PROMPT = "llm.token_count.prompt"
+OI_TOKEN_COUNT_COMPLETION = "llm.token_count.completion"
+OI_TOKEN_COUNT_TOTAL = "llm.token_count.total"
+OI_TOKEN_COUNT_CACHE_READ = "llm.token_count.prompt_details.cache_read"
+OI_TOKEN_COUNT_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
+OI_TOKEN_COUNT_REASONING = "llm.token_count.completion_details.reasoning"
+OI_COST_TOTAL = "llm.cost.total"
 
 # --- semconv enumerated values ---------------------------------------------------------------
 OP_CHAT = _ga.GenAiOperationNameValues.CHAT.value
@@ -90,6 +112,7 @@ TOKEN_TYPE_OUTPUT = _ga.GenAiTokenTypeValues.OUTPUT.value
 
 # --- llmmeter span attributes ----------------------------------------------------------------
 COST_USD = "gen_ai.usage.cost"  # de-facto name (OpenLIT, LiteLLM); USD for this call
+COST_SOURCE = "gen_ai.usage.cost.source"  # "local" | "provider" (semantic-conventions-genai PR #443)
 LLMMETER_PRICED = "llmmeter.cost.priced"  # False: no price known, COST_USD absent (never a silent 0)
 LLMMETER_PRICE_MODEL = "llmmeter.cost.price_model"  # the price-table key the cost came from
 LLMMETER_PRICE_TABLE_VERSION = "llmmeter.cost.table_version"
@@ -239,6 +262,17 @@ def metric_prometheus_name(metric: str) -> str:
     """``prometheus_name()`` for a metric of METRIC_SPECS, with its declared unit and kind."""
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
+
+
+# --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
+# Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
+# ("trimmed" | "hashed" | "dropped"); see llmmeter.attribution.normalize_value.
+METRIC_ATTRIBUTION_NORMALIZED = "llmmeter.attribution.normalized"  # counter, {value}
+LABEL_ATTRIBUTION_CHANGE = "llmmeter.attribution.change"
+METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
+# On a call refused by a hard budget: what the calls in flight had reserved, and what this call would have.
+BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
+BUDGET_RESERVATION = "llmmeter.budget.reservation"
 
 # --- start-up configuration kept up despite an error (LLMMETER_ON_CONFIG_ERROR=warn) --------------------
 # One point per broken part ("settings", "price_file", "budgets_file", "budgets", "budget_store"), value 1

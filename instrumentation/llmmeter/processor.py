@@ -43,14 +43,14 @@ from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import NonRecordingSpan, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from llmmeter import attribution, names
 from llmmeter.config import Settings
 from llmmeter.config import settings as global_settings
 from llmmeter.deferred import DeferredQueue
+from llmmeter.span_reader import STATUS_BLOCKED, CallRecord, is_inference, label_value, plain_attributes, read_call
 from llmmeter.summary import Tally
-from llmmeter.usage import Usage, as_count
 
 _log = logging.getLogger(__name__)
 
@@ -66,15 +66,12 @@ MAX_CACHED_LABEL_SETS = 4096
 # SDK's own per-instrument cardinality limit (2000 by default) still applies on export.
 MAX_SERIES_PER_METRIC = 10_000
 OVERFLOW_HEADROOM = 1_000
-_INFERENCE = names.INFERENCE_OPERATIONS
 # The exemplar context of a histogram record whose span was not sampled: a context that names no valid span
 # (an empty Context would not do: the SDK's record() treats a falsy context as "use the current one").
 _NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN, Context())
 _TRUE = "true"
 _FALSE = "false"
-_STATUS_OK = "ok"
-_STATUS_ERROR = "error"
-_STATUS_BLOCKED = "blocked"
+_STATUS_BLOCKED = STATUS_BLOCKED
 _SEMCONV_LABELS = (names.PROVIDER, names.OPERATION, names.REQUEST_MODEL, names.RESPONSE_MODEL, names.ERROR_TYPE)
 _TOKEN_INPUT, _TOKEN_OUTPUT, _TOKEN_CACHE_READ, _TOKEN_CACHE_CREATION, _TOKEN_REASONING = names.TOKEN_TYPES
 
@@ -93,10 +90,6 @@ def _observable_counter(
     meter: metrics.Meter, name: str, callback: Callable[[CallbackOptions], Iterable[Observation]], description: str
 ) -> None:
     meter.create_observable_counter(name, [callback], names.METRIC_SPECS[name][1], description)
-
-
-def _label_value(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class _Group:
@@ -184,18 +177,21 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
         # The exit summary's rows; reading them counts the queued spans first.
         self.tally = Tally(before_read=self._deferred.drain)
+        # Callables given every counted call's CallRecord, once, off the app's thread (the ledger writer).
+        # A sink must not block: it runs on the counting thread. Its errors are logged, never raised.
+        self.sinks: list[Callable[[CallRecord], None]] = []
 
     # --- span start --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             attrs = span.attributes
-            if not attrs or attrs.get(names.OPERATION) not in _INFERENCE:
+            if not is_inference(attrs):
                 return
             self._attribute(span, attrs, parent_context)
             parent = trace.get_current_span(parent_context)
             if parent.is_recording():
                 parent_attrs = getattr(parent, "attributes", None)
-                if parent_attrs and parent_attrs.get(names.OPERATION) in _INFERENCE:
+                if is_inference(parent_attrs):
                     self._join(parent.get_span_context().span_id, span.get_span_context().span_id)
         except Exception:
             _log.debug("llmmeter: on_start failed", exc_info=True)
@@ -234,8 +230,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
     # --- span end ----------------------------------------------------------------------------
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            attrs = span.attributes
-            if not attrs or attrs.get(names.OPERATION) not in _INFERENCE:
+            if not is_inference(span.attributes):
                 return
             if self._group_of:
                 done = self._end_member(span)
@@ -250,7 +245,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
     def _count_span(self, span: ReadableSpan) -> None:
         """Count one finished inference span (deferred work: see llmmeter.deferred)."""
-        self._record(span, _plain_attributes(span, span.attributes or {}))
+        self._record(span, plain_attributes(span))
 
     def _end_member(self, span: ReadableSpan) -> _Group | bool | None:
         """False: not part of a group. None: deferred. A group: all its spans ended, count it now."""
@@ -275,38 +270,24 @@ class LLMMeterSpanProcessor(SpanProcessor):
 
     # --- recording ---------------------------------------------------------------------------
     def _record(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> None:
-        get = attrs.get
-        provider = _label_value(get(names.PROVIDER)) or _label_value(get(names.LEGACY_SYSTEM))
-        operation = get(names.OPERATION)
-        request_model = _label_value(get(names.REQUEST_MODEL))
-        response_model = _label_value(get(names.RESPONSE_MODEL))
-        model = request_model or response_model
+        call = read_call(span, attrs)
+        if call is None:
+            return
+        self._record_call(call, span.context)
+        for sink in self.sinks:
+            try:
+                sink(call)
+            except Exception:  # a sink (the ledger) must never stop the metrics
+                _log.debug("llmmeter: a call sink failed", exc_info=True)
 
-        input_tokens = as_count(get(names.USAGE_INPUT_TOKENS))
-        if input_tokens is None:
-            input_tokens = as_count(get(names.LEGACY_USAGE_PROMPT_TOKENS))
-        output_tokens = as_count(get(names.USAGE_OUTPUT_TOKENS))
-        if output_tokens is None:
-            output_tokens = as_count(get(names.LEGACY_USAGE_COMPLETION_TOKENS))
-        cache_read = as_count(get(names.USAGE_CACHE_READ_TOKENS)) or 0
-        cache_creation = as_count(get(names.USAGE_CACHE_CREATION_TOKENS)) or 0
-        reasoning = as_count(get(names.USAGE_REASONING_TOKENS)) or 0
-        has_usage = input_tokens is not None or output_tokens is not None
-        estimated = get(names.LLMMETER_ESTIMATED) is True
+    def _record_call(self, call: CallRecord, span_context: SpanContext | None = None) -> None:
+        """Add one call to the counters' sums, the semconv histograms and the exit summary's tally."""
+        input_tokens, output_tokens = call.input_tokens, call.output_tokens
+        cache_read, cache_creation, reasoning = call.cache_read, call.cache_creation, call.reasoning
+        status, cost = call.status, call.cost_usd
 
-        blocked = get(names.LLMMETER_BLOCKED) is True
-        failed = get(names.ERROR_TYPE) is not None or (
-            span.status is not None and span.status.status_code is StatusCode.ERROR
-        )
-        status = _STATUS_BLOCKED if blocked else (_STATUS_ERROR if failed else _STATUS_OK)
-
-        cost = self._cost_of(attrs, provider, response_model, request_model, has_usage, input_tokens,
-                             output_tokens, cache_read, cache_creation, reasoning)
-        # A call that failed or was blocked before producing usage billed nothing: its cost is known (0).
-        priced = cost is not None or (not has_usage and status != _STATUS_OK)
-
-        base = self._base_key(provider, operation, model, attrs)
-        est = _TRUE if estimated else _FALSE
+        base = self._base_key(call.provider, call.operation, call.model, call.attributes)
+        est = _TRUE if call.estimated else _FALSE
         tokens = self._tokens
         adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]] = []
         if input_tokens:
@@ -321,91 +302,46 @@ class LLMMeterSpanProcessor(SpanProcessor):
             adds.append((tokens, _TOKEN_REASONING, None, reasoning))
         if cost:
             adds.append((self._cost, "cost", None, cost))
-        adds.append((self._requests, status, _TRUE if priced else _FALSE, 1))
+        adds.append((self._requests, status, _TRUE if call.priced else _FALSE, 1))
         self._add_sums(base, est, adds)
 
         # Histograms, with the span itself as the exemplars' context (so an exemplar points at the LLM call).
-        error_type = _label_value(get(names.ERROR_TYPE)) or (_STATUS_ERROR if failed and not blocked else None)
-        input_labels, output_labels, semconv = self._semconv_labels((provider, operation, request_model,
-                                                                     response_model, error_type))
+        blocked = status == _STATUS_BLOCKED
+        input_labels, output_labels, semconv = self._semconv_labels((call.provider, call.operation,
+                                                                     call.request_model, call.response_model,
+                                                                     call.error_type))
         # An unsampled span gets _NO_SPAN: the thread counting it may have some unrelated span current.
-        context = span.context
         exemplar = _NO_SPAN
-        if context is not None and context.trace_flags & TraceFlags.SAMPLED:
-            exemplar = trace.set_span_in_context(NonRecordingSpan(context))
+        if call.sampled and span_context is not None:
+            exemplar = trace.set_span_in_context(NonRecordingSpan(span_context))
         if input_tokens is not None:
             self._token_usage.record(input_tokens, input_labels, context=exemplar)
         if output_tokens is not None:
             self._token_usage.record(output_tokens, output_labels, context=exemplar)
-        start, end = span.start_time, span.end_time
-        if start is not None and end is not None and not blocked:
-            self._duration.record(max(0.0, (end - start) / 1e9), semconv, context=exemplar)
-        ttfc = get(names.TIME_TO_FIRST_CHUNK)
-        if ttfc is not None and (ttfc.__class__ is float or ttfc.__class__ is int) and ttfc >= 0:
-            self._ttfc.record(float(ttfc), semconv, context=exemplar)
+        duration = call.duration_s
+        if duration is not None and not blocked:
+            self._duration.record(duration, semconv, context=exemplar)
+        if call.time_to_first_chunk is not None:
+            self._ttfc.record(call.time_to_first_chunk, semconv, context=exemplar)
 
         if not blocked:
             self.tally.record(
-                response_model or request_model,
-                _label_value(get(self._feature_attr)),
+                call.response_model or call.request_model,
+                label_value(call.attributes.get(self._feature_attr)),
                 input=input_tokens or 0,
                 output=output_tokens or 0,
                 cache_read=cache_read,
                 reasoning=reasoning,
-                cost_usd=(cost or 0.0) if priced else None,
-                estimated=estimated,
+                cost_usd=(cost or 0.0) if call.priced else None,
+                estimated=call.estimated,
             )
-
-    def _cost_of(
-        self,
-        attrs: Mapping[str, Any],
-        provider: str | None,
-        response_model: str | None,
-        request_model: str | None,
-        has_usage: bool,
-        input_tokens: int | None,
-        output_tokens: int | None,
-        cache_read: int,
-        cache_creation: int,
-        reasoning: int,
-    ) -> float | None:
-        """USD for the span, or None when unknown. llmmeter's spans carry it; others are priced here."""
-        marked = attrs.get(names.LLMMETER_PRICED)
-        if marked is not None:
-            value = attrs.get(names.COST_USD)
-            return float(value) if marked is True and isinstance(value, (int, float)) and value >= 0 else None
-        if not has_usage:
-            return None
-        usage = Usage(
-            input=input_tokens,
-            output=output_tokens,
-            cache_read=cache_read,
-            cache_creation=cache_creation,
-            cache_creation_1h=as_count(attrs.get(names.LLMMETER_CACHE_WRITE_1H_TOKENS)) or 0,
-            reasoning=reasoning,
-        )
-        try:
-            from llmmeter.pricing import price_usage  # late: the price table loads on first use
-
-            result = price_usage(provider, response_model or request_model, usage)
-            if not result.priced and request_model and request_model != response_model:
-                result = price_usage(provider, request_model, usage)
-            if result.priced and result.usd is not None:
-                return float(result.usd)
-        except Exception:  # a pricing bug leaves the call unpriced; it is still counted
-            _log.debug("llmmeter: could not price a span", exc_info=True)
-        # Not in our table: trust a positive cost another instrumentor computed (never a 0 guess).
-        foreign = attrs.get(names.COST_USD)
-        if isinstance(foreign, (int, float)) and not isinstance(foreign, bool) and foreign > 0:
-            return float(foreign)
-        return None
 
     def _base_key(self, provider: str | None, operation: Any, model: str | None, attrs: Mapping[str, Any]) -> tuple:
         if not self._label_keys:
             return (provider, operation, model)
         values: list[Any] = [provider, operation, model]
         for key, span_attr, _label in self._label_keys:
-            value = _label_value(attrs.get(span_attr))
+            value = label_value(attrs.get(span_attr))
             values.append(self._bounded(key, value) if value is not None else None)
         return tuple(values)
 
@@ -551,19 +487,6 @@ class LLMMeterSpanProcessor(SpanProcessor):
         return True
 
 
-def _plain_attributes(span: ReadableSpan, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The finished span's attributes as a plain dict, for the dozen-odd lookups of _record.
-
-    ``ReadableSpan.attributes`` is a MappingProxyType over the SDK's ``BoundedAttributes``, whose ``get()``
-    is Python code that raises and catches KeyError for every absent key (~1 µs each; most of the keys
-    _record asks for are absent). Its backing dict is read directly when it is there; otherwise (another
-    SDK version, a hand-made ReadableSpan) the mapping is used as it is. The span has ended, so its
-    attributes no longer change, and nothing here writes to them.
-    """
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
-    return inner if type(inner) is dict else attrs
-
-
 def _would_exceed(
     base: tuple, est: str, adds: list[tuple[dict[tuple[Any, ...], list[Any]], str, str | None, float]], limit: int
 ) -> bool:
@@ -578,14 +501,21 @@ def _is_llmmeter(span: ReadableSpan) -> bool:
 
 
 def _preferred(ended: list[ReadableSpan], order: list[int]) -> ReadableSpan | None:
-    """The span to count for one call: llmmeter's own, else the innermost (it saw the real response)."""
+    """The span to count for one call made by several instrumentors: llmmeter's own; else one written in
+    the GenAI semconv (it names the requested model, which labels use), innermost first (it saw the real
+    response); else the innermost of the rest (OpenInference's, which wraps the SDK's lowest-level call)."""
     if not ended:
         return None
     for span in ended:
         if _is_llmmeter(span):
             return span
     depth = {span_id: i for i, span_id in enumerate(order)}
-    return max(ended, key=lambda s: depth.get(s.context.span_id, -1) if s.context is not None else -1)
+
+    def rank(span: ReadableSpan) -> tuple[bool, int]:
+        semconv = (span.attributes or {}).get(names.OPERATION) is not None
+        return semconv, depth.get(span.context.span_id, -1) if span.context is not None else -1
+
+    return max(ended, key=rank)
 
 
 def find_processor(tracer_provider: Any) -> LLMMeterSpanProcessor | None:

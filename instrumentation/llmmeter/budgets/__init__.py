@@ -117,12 +117,23 @@ def clear() -> None:
     _enforcer.clear()
 
 
-def configure(*, store: SpendStore | None = None, on_store_error: str | None = None) -> None:
+def configure(
+    *, store: SpendStore | None = None, on_store_error: str | None = None, default_output_tokens: int | None = None
+) -> None:
     """Choose the spend store and what happens to hard budgets when it is unreachable.
 
     ``on_store_error="open"`` (default): calls go through unlimited, an error is logged once per outage.
     ``"closed"``: calls under a hard budget are refused with :class:`BudgetStoreUnavailable`.
+    ``default_output_tokens``: the output bound a hard budget reserves for a call without ``max_tokens``
+    before it has learned the model's outputs (default 4096; see :mod:`llmmeter.budgets.preflight`).
     """
+    if default_output_tokens is not None:
+        if isinstance(default_output_tokens, bool) or not isinstance(default_output_tokens, int) or (
+            default_output_tokens < 1
+        ):
+            raise ConfigError(f"llmmeter.budgets.configure: default_output_tokens: expected an integer >= 1, "
+                              f"got {default_output_tokens!r}")
+        _enforcer.outputs.default = default_output_tokens
     if on_store_error is not None:
         if on_store_error not in (ON_ERROR_OPEN, ON_ERROR_CLOSED):
             raise ConfigError(f"llmmeter.budgets.configure: on_store_error: expected 'open' or 'closed', "

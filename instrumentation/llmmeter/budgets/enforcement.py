@@ -1,14 +1,16 @@
 """Applies budgets around every LLM call, through the before/after-call hooks of :mod:`llmmeter.hooks`.
 
 Before a call: find the budgets it counts under (from its attribution and model); for each hard budget,
-reserve the call's expected amount in the store, atomically refusing when the window is used up. A
-refusal raises :class:`llmmeter.BudgetExceeded` before the SDK sends anything. After the call: swap
-reservations for the real amount (cost, tokens or 1 call), and report crossings of 80% / 100% (span
-event, counter, log line), in soft and hard mode alike.
+reserve an upper bound of what the call may spend (:mod:`llmmeter.budgets.preflight`: prompt bytes,
+``max_tokens`` or a learned/default output bound, priced) in the store, which admits it atomically only
+if it fits beside the calls in flight, or alone when nothing is in flight (see
+:mod:`llmmeter.budgets.store`). A refusal raises :class:`llmmeter.BudgetExceeded` before the SDK sends
+anything. After the call: swap reservations for the real amount (cost, tokens or 1 call), and report
+crossings of 80% / 100% (span event, counter, log line), in soft and hard mode alike.
 
-The expected amount of a call is the larger of what its prompt and ``max_tokens`` would cost (tiktoken
-count, priced) and what the last call of the same model under the same budget really cost: concurrent
-callers are then admitted only while the window has room for all of them, not just for the first.
+The pre-flight work on the app's thread is bounded: the byte bound costs microseconds whatever the
+prompt's size; tiktoken runs only when that bound is refused for not fitting beside calls in flight and a
+precise count might fit (``benchmarks/bench_budget_preflight.py`` measures both).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from llmmeter import _providers, attribution, hooks, names
-from llmmeter.budgets.model import MODE_HARD, UNIT_CALLS, UNIT_TOKENS, UNIT_USD, Budget
+from llmmeter.budgets.model import MODE_HARD, UNIT_CALLS, UNIT_TOKENS, Budget
+from llmmeter.budgets.preflight import OutputBounds, Preflight
 from llmmeter.budgets.store import InMemoryStore, SpendStore, StoreUnavailable
 from llmmeter.errors import BudgetExceeded, BudgetStoreUnavailable, amount_text
 
@@ -36,7 +39,6 @@ ON_ERROR_CLOSED = "closed"
 # A window's store key lives a little past the window's end, so a call finishing just after it still
 # reconciles into the window it was admitted in.
 _TTL_GRACE_SECONDS = 300
-_MAX_LEARNED = 4096
 
 
 @dataclass(slots=True)
@@ -65,7 +67,8 @@ class Enforcer:
         self.on_store_error = on_store_error
         self._lock = threading.Lock()
         self._calls: weakref.WeakKeyDictionary[Any, _CallState] = weakref.WeakKeyDictionary()
-        self._learned: dict[tuple[str, str | None], float] = {}
+        self.outputs = OutputBounds()  # learned output bounds per model (calls without max_tokens)
+        self.preflight_tokenizations = 0  # calls whose prompt had to be tokenized before being sent
         # budget name -> (window end, fraction) of the most-spent value seen by this process.
         self._peak: dict[str, tuple[int, float]] = {}
         self._store_down = False
@@ -91,7 +94,8 @@ class Enforcer:
         with self._lock:
             self.budgets = ()
             self._peak.clear()
-            self._learned.clear()
+            self.preflight_tokenizations = 0
+        self.outputs.clear()
 
     # --- instruments -------------------------------------------------------------------------
     def _gauge_instruments(self) -> tuple[Any, Any]:
@@ -135,7 +139,7 @@ class Enforcer:
         model = request.model
         now = time.time()
         entries: list[_Entry] = []
-        estimate: dict[str, float] | None = None
+        preflight: Preflight | None = None
         for budget in budgets:
             value = budget.counted_value(values, model)
             if value is None:
@@ -145,21 +149,31 @@ class Enforcer:
             ttl = budget.window_seconds + _TTL_GRACE_SECONDS
             entry = _Entry(budget, value, key, ttl, end, 0.0)
             if budget.mode == MODE_HARD:
-                if estimate is None:
-                    estimate = {}
-                amount = self._reservation(budget, request, estimate)
+                if preflight is None:
+                    preflight = Preflight(request, self.outputs)
+                amount = preflight.amount(budget.unit)
                 try:
                     admitted, spent, reserved = self.store.reserve(key, amount, budget.limit, ttl)
+                    if not admitted and spent < budget.limit and budget.unit != UNIT_CALLS and preflight.can_refine:
+                        # The byte bound does not fit beside the calls in flight: the decision now depends
+                        # on the precise count, so (only now) tokenize and try again with it.
+                        if not preflight.tokenized:
+                            with self._lock:
+                                self.preflight_tokenizations += 1
+                        precise = preflight.amount(budget.unit, precise=True)
+                        if precise < amount:
+                            amount = precise
+                            admitted, spent, reserved = self.store.reserve(key, amount, budget.limit, ttl)
                     self._store_ok()
                 except StoreUnavailable as exc:
                     if self._store_failed(exc):
                         self._release(entries)
-                        self._refuse(span, entry, None, 0.0, BudgetStoreUnavailable)
+                        self._refuse(span, entry, None, 0.0, amount, BudgetStoreUnavailable)
                     entries.append(entry)  # failing open: counted as soft
                     continue
                 if not admitted:
                     self._release(entries)
-                    self._refuse(span, entry, spent, reserved, BudgetExceeded)
+                    self._refuse(span, entry, spent, reserved, amount, BudgetExceeded)
                 entry.reserved = amount
             entries.append(entry)
         if entries:
@@ -172,9 +186,13 @@ class Enforcer:
         if state is None:
             return
         attrs = getattr(span, "attributes", None) or {}
-        blocked = attrs.get(names.LLMMETER_BLOCKED) is True
-        tokens = _tokens(attrs, response)
+        blocked = hooks.was_refused(span) or attrs.get(names.LLMMETER_BLOCKED) is True
+        usage = getattr(response, "usage", None)
+        tokens = _tokens(attrs, usage)
         usd = float(cost.usd) if cost is not None and cost.priced and cost.usd is not None else 0.0
+        if not blocked and usage is not None and isinstance(usage.output, int) and usage.output >= 0:
+            choices = request.attributes.get(names.REQUEST_CHOICE_COUNT) if request.attributes else None
+            self.outputs.observe(request.model, usage.output, choices if isinstance(choices, int) else 1)
         for entry in state.entries:
             budget = entry.budget
             if blocked:
@@ -193,25 +211,9 @@ class Enforcer:
             except StoreUnavailable as exc:
                 self._store_failed(exc)
                 continue
-            if not blocked and budget.unit != UNIT_CALLS:
-                self._learn(budget, request.model, actual)
             self._report(span, entry, before, after)
 
     # --- internals ---------------------------------------------------------------------------
-    def _reservation(self, budget: Budget, request: Any, estimate: dict[str, float]) -> float:
-        if budget.unit == UNIT_CALLS:
-            return 1.0
-        learned = self._learned.get((budget.name, request.model), 0.0)
-        if budget.unit not in estimate:
-            estimate.update(_estimate(request))
-        return max(learned, estimate.get(budget.unit, 0.0))
-
-    def _learn(self, budget: Budget, model: str | None, actual: float) -> None:
-        learned = self._learned
-        if len(learned) >= _MAX_LEARNED:
-            learned.clear()
-        learned[(budget.name, model)] = actual
-
     def _release(self, entries: list[_Entry]) -> None:
         for entry in entries:
             if entry.reserved:
@@ -220,15 +222,20 @@ class Enforcer:
                 except StoreUnavailable:
                     pass
 
-    def _refuse(self, span: Any, entry: _Entry, spent: float | None, reserved: float, error: type) -> None:
+    def _refuse(
+        self, span: Any, entry: _Entry, spent: float | None, reserved: float, amount: float, error: type
+    ) -> None:
         budget = entry.budget
         resets_at = datetime.fromtimestamp(entry.window_end, tz=timezone.utc)
         try:
-            span.add_event(names.EVENT_BUDGET_EXCEEDED, _event_attrs(entry, spent, resets_at))
+            attrs = _event_attrs(entry, spent, resets_at)
+            attrs[names.BUDGET_IN_FLIGHT] = float(reserved)
+            attrs[names.BUDGET_RESERVATION] = float(amount)
+            span.add_event(names.EVENT_BUDGET_EXCEEDED, attrs)
             self._gauge_instruments()[1].add(1, {names.LABEL_BUDGET: budget.name})
         except Exception:
             _log.debug("llmmeter: could not record a budget refusal", exc_info=True)
-        raise error(budget, entry.value, spent, budget.limit, budget.unit, resets_at, reserved)
+        raise hooks.refuse(span, error(budget, entry.value, spent, budget.limit, budget.unit, resets_at, reserved))
 
     def _report(self, span: Any, entry: _Entry, before: float, after: float) -> None:
         budget = entry.budget
@@ -275,46 +282,19 @@ class Enforcer:
             _log.warning("llmmeter budgets: the spend store is reachable again; budgets are enforced")
 
 
-def _tokens(attrs: Mapping[str, Any], response: Any) -> int:
-    """Input + output tokens of the call: the span's (they include tiktoken estimates), else the response's."""
+def _tokens(attrs: Mapping[str, Any], usage: Any) -> int:
+    """Input + output tokens of the call: its Usage (tiktoken estimates included; a span the sampler
+    dropped records no attributes), else the span's attributes."""
+    if usage is not None and (usage.input is not None or usage.output is not None):
+        return max(0, usage.input or 0) + max(0, usage.output or 0)
     total = 0
-    found = False
     for name in (names.USAGE_INPUT_TOKENS, names.USAGE_OUTPUT_TOKENS):
         value = attrs.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             total += value
-            found = True
-    if not found:
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            total = (usage.input or 0) + (usage.output or 0)
     return total
 
 
-def _estimate(request: Any) -> dict[str, float]:
-    """What the request is expected to spend, from its prompt (tiktoken) and max_tokens."""
-    from llmmeter import estimate
-    from llmmeter.usage import Usage
-
-    prompt = ""
-    if request.prompt_text is not None:
-        try:
-            prompt = request.prompt_text()
-        except Exception:
-            prompt = ""
-    input_tokens = estimate.count_tokens(prompt, request.model)[0] if prompt else 0
-    max_tokens = request.attributes.get(names.REQUEST_MAX_TOKENS) if request.attributes else None
-    output_tokens = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
-    result = {UNIT_TOKENS: float(input_tokens + output_tokens), UNIT_USD: 0.0}
-    try:
-        from llmmeter.pricing import price_usage
-
-        cost = price_usage(request.provider, request.model, Usage(input=input_tokens, output=output_tokens))
-        if cost.priced and cost.usd is not None:
-            result[UNIT_USD] = float(cost.usd)
-    except Exception:
-        _log.debug("llmmeter: could not price a budget reservation", exc_info=True)
-    return result
 
 
 def _event_attrs(entry: _Entry, spent: float | None, resets_at: datetime) -> dict[str, Any]:

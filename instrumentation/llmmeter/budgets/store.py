@@ -1,12 +1,18 @@
 """Where budget spend is kept: in this process (default) or in Redis (shared by processes and hosts).
 
 A store keeps, per budget key and window, two numbers: ``spent`` (what finished calls cost) and
-``reserved`` (what calls in flight are expected to cost). A hard budget admits a call only if
-``spent + reserved`` is still under the limit, and reserves the call's estimate in the same atomic step;
-when the call finishes the reservation is swapped for the real amount. That is what keeps a budget
-from being overshot by many concurrent callers that would all pass a naive "spent < limit" check
-before any of them has finished (the bypass LiteLLM users report). Keys carry the window start and
-expire with the window, so a store never holds more than the live windows' keys.
+``reserved`` (what calls in flight may cost at most: each reserves an upper bound of its spend). A hard
+budget admits a call, and reserves its bound in the same atomic step, when
+
+* ``spent + reserved + bound <= limit`` (it fits beside every call in flight), or
+* nothing is in flight and ``spent < limit`` (one call at a time once the remaining budget is smaller
+  than a call's bound: it may overrun the limit by what it really spends past the remainder, and
+  every other call that does not fit is refused until it has finished).
+
+When the call finishes its reservation is swapped for the real amount. So many concurrent callers can
+never all pass a naive "spent < limit" check before any of them has finished (the bypass LiteLLM users
+report): with bounds that hold, spend stays within the limit plus one call's overrun. Keys carry the
+window start and expire with the window, so a store never holds more than the live windows' keys.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any, Protocol
 _log = logging.getLogger(__name__)
 
 DEFAULT_MAX_KEYS = 100_000
+# Below this, a window's reservations count as none in flight (float sums of reservations and releases).
+IDLE_EPSILON = 1e-12
 
 
 class StoreUnavailable(Exception):
@@ -29,7 +37,8 @@ class SpendStore(Protocol):
     """The interface a spend store implements. Amounts are floats in the budget's unit."""
 
     def reserve(self, key: str, amount: float, limit: float, ttl: int) -> tuple[bool, float, float]:
-        """Atomically: if ``spent + reserved < limit`` add ``amount`` to ``reserved``.
+        """Atomically admit a call of at most ``amount`` and add ``amount`` to ``reserved``: when
+        ``spent + reserved + amount <= limit``, or when nothing is reserved and ``spent < limit``.
 
         Returns (admitted, spent, reserved) as they were before the reservation.
         """
@@ -42,6 +51,13 @@ class SpendStore(Protocol):
     def spent(self, key: str) -> tuple[float, float]:
         """(spent, reserved) for ``key`` (0, 0 when absent)."""
         ...
+
+
+def admits(spent: float, reserved: float, amount: float, limit: float) -> bool:
+    """The admission rule every store applies atomically (see the module docstring)."""
+    if spent >= limit:
+        return False
+    return spent + reserved + amount <= limit or reserved <= IDLE_EPSILON
 
 
 class InMemoryStore:
@@ -93,7 +109,7 @@ class InMemoryStore:
         with self._lock:
             entry = self._entry(key, ttl)
             spent, reserved = entry[0], entry[1]
-            if spent + reserved >= limit:
+            if not admits(spent, reserved, amount, limit):
                 return False, spent, reserved
             entry[1] = reserved + amount
             return True, spent, reserved
@@ -103,7 +119,8 @@ class InMemoryStore:
             entry = self._entry(key, ttl)
             before = entry[0]
             entry[0] = before + actual
-            entry[1] = max(0.0, entry[1] - reserved)
+            left = entry[1] - reserved
+            entry[1] = left if left > IDLE_EPSILON else 0.0
             return before, entry[0]
 
     def spent(self, key: str) -> tuple[float, float]:
@@ -123,7 +140,9 @@ _RESERVE = """
 local v = redis.call('HMGET', KEYS[1], 's', 'r')
 local s = tonumber(v[1] or '0')
 local r = tonumber(v[2] or '0')
-if s + r >= tonumber(ARGV[2]) then
+local a = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+if s >= limit or (s + r + a > limit and r > 1e-12) then
   return {0, tostring(s), tostring(r)}
 end
 redis.call('HINCRBYFLOAT', KEYS[1], 'r', ARGV[1])
@@ -139,7 +158,7 @@ if tonumber(ARGV[2]) ~= 0 then
 end
 if tonumber(ARGV[1]) ~= 0 then
   local r = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'r', -tonumber(ARGV[1])))
-  if r < 1e-9 then redis.call('HSET', KEYS[1], 'r', '0') end
+  if r <= 1e-12 then redis.call('HSET', KEYS[1], 'r', '0') end
 end
 if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return {tostring(before), tostring(after)}
