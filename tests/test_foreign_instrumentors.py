@@ -80,6 +80,32 @@ def _reply(request: RecordedRequest) -> Reply:
     )
 
 
+# The openai resource modules the instrumentors here wrap.
+_OPENAI_MODULES = ("openai.resources.chat.completions", "openai.resources.completions", "openai.resources.embeddings",
+                   "openai.resources.responses")
+
+
+@pytest.fixture(autouse=True)
+def _openai_methods_restored() -> Iterator[None]:
+    """OpenLLMetry's uninstrument() leaves its wrappers on the openai resource classes (checked with
+    opentelemetry-instrumentation-openai 0.4x), so its spans, on a provider of a finished test, would parent
+    later tests' calls: every test here puts the SDK's methods back as it found them."""
+    import importlib
+
+    saved = []
+    for module_name in _OPENAI_MODULES:
+        module = importlib.import_module(module_name)
+        for name in ("Completions", "AsyncCompletions", "Embeddings", "AsyncEmbeddings", "Responses", "AsyncResponses"):
+            cls = getattr(module, name, None)  # openai's resource packages expose their classes lazily
+            if isinstance(cls, type):
+                saved.append((cls, dict(vars(cls))))
+    yield
+    for cls, attributes in saved:
+        for name, value in attributes.items():
+            if vars(cls).get(name) is not value and callable(value):
+                setattr(cls, name, value)
+
+
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
     with scripted(_reply) as running:
