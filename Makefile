@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench bench-instructions system-deps dashboards
+.PHONY: demo test lint bench bench-instructions system-deps dashboards bench-frameworks
 
 $(VENV)/.installed-demo: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,3 +40,8 @@ dashboards: $(VENV)/.installed-test
 .PHONY: bench-startup
 bench-startup: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_startup.py
+
+# Agent-framework overhead (benchmarks/bench_frameworks.py): llmmeter vs OpenInference vs OpenLLMetry on one Agents SDK run.
+bench-frameworks: $(VENV)/.installed-test
+	$(PY) -m pip install -q -e '.[bench-frameworks]'
+	$(PY) benchmarks/bench_frameworks.py

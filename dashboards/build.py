@@ -46,6 +46,10 @@ STATUS, PRICED, ESTIMATED, SUCCESS = (
 )
 BUDGET, THRESHOLD, GUARD = L(names.LABEL_BUDGET), L(names.LABEL_THRESHOLD), L(names.LABEL_GUARD)
 SERVICE = L(SERVICE_NAME)
+# The semconv histograms as llmmeter recorded them: another instrumentor beside llmmeter (openai-v2) records
+# its own copy of every call, under its own scope. "=~...|" also matches a series with no scope label at all
+# (a pipeline that drops it): such panels then show what they showed before, never nothing.
+OURS = f'{L(names.OTEL_SCOPE_NAME)}=~"{names.LLMMETER_SCOPE}|"'
 
 
 def _attr(key: str) -> str:
@@ -271,21 +275,24 @@ def tokens_dashboard() -> dict[str, Any]:
                   [(f"sum by ({TOKEN_TYPE}) ({rate(t + F())})", f"{{{{{TOKEN_TYPE}}}}}")], width=24),
             Panel("Cache hit ratio", "Share of input tokens read from the provider's prompt cache (cache_read / "
                   "input). A drop usually means a prompt prefix changed.",
-                  [(f"sum({rate(tok('cache_read'))}) / sum({rate(tok(names.TOKEN_TYPE_INPUT))})", "cache hit")],
+                  [(f"(sum({rate(tok('cache_read'))}) or vector(0)) / sum({rate(tok(names.TOKEN_TYPE_INPUT))})",
+                    "cache hit")],
                   unit="percentunit", width=8),
             Panel("Output / input ratio", "Output tokens per input token: a rise means more verbose answers.",
                   [(f"sum({rate(tok(names.TOKEN_TYPE_OUTPUT))}) / sum({rate(tok(names.TOKEN_TYPE_INPUT))})",
                     "output/input")], width=8),
             Panel("Share of requests with estimated tokens", "Requests whose token counts were estimated with "
                   "tiktoken (e.g. streams without usage).",
-                  [(f"sum({rate(REQUESTS + F(eq(ESTIMATED, 'true')))}) / sum({rate(REQUESTS + F())})",
+                  [(f"(sum({rate(REQUESTS + F(eq(ESTIMATED, 'true')))}) or vector(0)) / sum({rate(REQUESTS + F())})",
                     "estimated")], unit="percentunit", width=8),
-            Panel("Tokens per request (p50 / p95)", "From the semconv gen_ai.client.token.usage histogram.",
+            Panel("Tokens per request (p50 / p95)", "From the semconv gen_ai.client.token.usage histogram, as "
+                  "llmmeter recorded it (one record per call, whichever instrumentors also record it).",
                   [(f"histogram_quantile({q}, sum by (le, {SC_TOKEN_TYPE}) "
-                    f"({rate(TOKEN_USAGE + '_bucket' + F())}))", f"p{int(q * 100)} {{{{{SC_TOKEN_TYPE}}}}}")
+                    f"({rate(TOKEN_USAGE + '_bucket' + F(OURS))}))", f"p{int(q * 100)} {{{{{SC_TOKEN_TYPE}}}}}")
                    for q in (0.5, 0.95)]),
-            Panel("Call duration (p95)", "From the semconv gen_ai.client.operation.duration histogram.",
-                  [(f"histogram_quantile(0.95, sum by (le, {MODEL}) ({rate(DURATION + '_bucket' + F())}))",
+            Panel("Call duration (p95)", "From the semconv gen_ai.client.operation.duration histogram, as llmmeter "
+                  "recorded it (one record per call).",
+                  [(f"histogram_quantile(0.95, sum by (le, {MODEL}) ({rate(DURATION + '_bucket' + F(OURS))}))",
                     f"{{{{{MODEL}}}}}")], unit="s"),
             Panel("Prompt footprint, week over week", "Input tokens/second now and at the same time last week.",
                   [(f"sum({rate(tok(names.TOKEN_TYPE_INPUT), '1h')})", "this week"),
@@ -300,6 +307,29 @@ def tokens_dashboard() -> dict[str, Any]:
                   width=24),
         ],
     )
+
+
+# --- agent frameworks: runs by framework and agent (llmmeter.frameworks) ---------------------------------
+FRAMEWORK = L(names.AGENT_FRAMEWORK)
+
+
+def framework_panels() -> list[Panel]:
+    """Runs, cost and guard outcomes by framework and agent (empty framework: ``llmmeter.agent`` in app code)."""
+    by = f"{FRAMEWORK}, {AGENT}"
+    legend = f"{{{{{FRAMEWORK}}}}} / {{{{{AGENT}}}}}"
+    not_ok = A(f'{STATUS}!="ok"')
+    return [
+        Panel("Runs by framework and agent", "Finished runs per hour, by framework (openai-agents, langgraph, "
+              "pydantic-ai; empty: llmmeter.agent in the app) and agent name.",
+              [(f"sum by ({by}) ({rate(AGENT_RUNS + A())}) * 3600", legend)]),
+        Panel("Run cost by framework and agent", "Mean USD per run, by framework and agent.",
+              [(f"sum by ({by}) ({rate(RUN_COST + '_sum' + A())}) / "
+                f"sum by ({by}) ({rate(RUN_COST + '_count' + A())})", legend)], unit="currencyUSD"),
+        Panel("Blocked and failed runs by framework", "Runs in the time range that a guard stopped (blocked) or "
+              "that ended with an error, by framework and agent.",
+              [(f"sum by ({by}, {STATUS}) (increase({AGENT_RUNS}{not_ok}[$__range]))",
+                f"{legend} {{{{{STATUS}}}}}")], "table", width=24),
+    ]
 
 
 def agents_dashboard() -> dict[str, Any]:
@@ -332,6 +362,7 @@ def agents_dashboard() -> dict[str, Any]:
                     f"{{{{{BUDGET}}}}} {{{{{THRESHOLD}}}}}")], "table"),
             Panel("Calls blocked by budgets", "Calls a budget guard stopped before they were sent.",
                   [(f"sum by ({BUDGET}) (increase({BLOCKED}{A()}[$__range]))", f"{{{{{BUDGET}}}}}")], "table"),
+            *framework_panels(),
         ],
     )
 

@@ -247,3 +247,13 @@ def test_exit_policy_reports_every_problem_at_once(isolated_startup: InMemoryMet
 def test_a_bad_policy_value_is_itself_an_error(isolated_startup: InMemoryMetricReader) -> None:
     with pytest.raises(ConfigError, match="LLMMETER_ON_CONFIG_ERROR"):
         startup.run({"LLMMETER_ON_CONFIG_ERROR": "ignore"})
+
+
+@pytest.mark.parametrize(("variable", "value"), [("LLMMETER_EXPORT_TIMEOUT", "3ms"), ("LLMMETER_SUMMARY", "yes"),
+                                                  ("LLMMETER_MAX_VALUES_PER_LABEL", "-1")])
+def test_warn_keeps_the_default_of_every_kind_of_bad_variable(
+    isolated_startup: InMemoryMetricReader, variable: str, value: str
+) -> None:
+    settings = startup.run({"LLMMETER_ON_CONFIG_ERROR": "warn", variable: value})
+    assert settings == config.Settings()  # every field at its default
+    assert _config_error_points(isolated_startup) == {variable: 1}

@@ -145,8 +145,11 @@ def build(t: Thresholds) -> dict[str, Any]:
         f"sum by ({by_model}) (rate({_sel(tokens, **{token_type: names.TOKEN_TYPE_INPUT})}[1h]))"
     )
     cache_day = cache_now.replace("[1h]", "[1d]")
-    out_sum = _sel(f"{token_usage}_sum", **{sc_token_type: names.TOKEN_TYPE_OUTPUT})
-    out_count = _sel(f"{token_usage}_count", **{sc_token_type: names.TOKEN_TYPE_OUTPUT})
+    # llmmeter's records only: an instrumentor beside it (openai-v2) records its own copy of each call.
+    # "=~llmmeter|" also matches a pipeline that drops the scope label (then as before, never nothing).
+    ours = {sc_token_type: names.TOKEN_TYPE_OUTPUT, lbl(names.OTEL_SCOPE_NAME): f"~{names.LLMMETER_SCOPE}|"}
+    out_sum = _sel(f"{token_usage}_sum", **ours)
+    out_count = _sel(f"{token_usage}_count", **ours)
     verbosity_now = f"sum by ({by_model}) (rate({out_sum}[1h])) / sum by ({by_model}) (rate({out_count}[1h]))"
     verbosity_day = verbosity_now.replace("[1h]", "[1d]")
     usage_rules = [

@@ -33,8 +33,18 @@ def generation() -> int:
     return _generation
 
 
+_tracer_cache: tuple[int, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(SCOPE_NAME, tracer_provider=_tracer_provider)
+    """The guard-telemetry tracer, cached per :func:`use` generation (``get_tracer`` costs ~0.5 ms a call)."""
+    global _tracer_cache
+    cached = _tracer_cache
+    if cached is not None and cached[0] == _generation:
+        return cached[1]
+    made = trace.get_tracer(SCOPE_NAME, tracer_provider=_tracer_provider)
+    _tracer_cache = (_generation, made)
+    return made
 
 
 def meter() -> metrics.Meter:

@@ -91,6 +91,7 @@ class Run:
         self.trips: dict[str, tuple[float, float, str | None]] = {}  # reason -> (limit, value, detail)
         self.stopped_by: str | None = None  # the trip that made a hard guard refuse a call
         self.stopped_error: AgentLoopDetected | None = None
+        self.framework: str | None = None  # set by llmmeter.frameworks instrumentors; a metric label when set
         self._started = 0  # LLM calls admitted (in flight or done); checked against max_llm_calls
         self._signatures: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -526,6 +527,8 @@ def _finish_run(run: Run, error: BaseException | None) -> None:
     _end(span, error)
     runs, cost, calls, _ = _metrics()
     labels = {names.AGENT_NAME: run.name}
+    if run.framework:
+        labels[names.AGENT_FRAMEWORK] = run.framework
     runs.add(1, {**labels, names.LABEL_STATUS: status})
     calls.record(run.llm_calls, labels)
     if run.unpriced_calls == 0:  # a run with an unpriced call has no known cost: not recorded as a guess

@@ -18,6 +18,7 @@ app.add_typer(prices_app, name="prices")
 @app.command()
 def demo(
     agent: bool = typer.Option(True, help="Also run the agent scenario (a tool loop the loop guard stops)."),
+    agents: bool = typer.Option(False, "--agents", help="Also run OpenAI Agents SDK and LangGraph runs."),
 ) -> None:
     """Run a small multi-feature app through the real openai SDK against a local server and show the bill.
 
@@ -29,7 +30,7 @@ def demo(
     try:
         from llmmeter.summary import _console
 
-        run_demo(_console(sys.stdout), agent=agent)
+        run_demo(_console(sys.stdout), agent=agent, frameworks=agents)
     except ConfigError as exc:
         Console(stderr=True).print(f"[red]llmmeter: {exc}[/red]")
         raise typer.Exit(2) from None

@@ -23,6 +23,8 @@ ENV_TRUST_INBOUND_BAGGAGE = "LLMMETER_TRUST_INBOUND_BAGGAGE"
 ENV_MAX_SERIES_PER_KEY = "LLMMETER_MAX_VALUES_PER_LABEL"
 ENV_PRICE_FILE = "LLMMETER_PRICE_FILE"
 ENV_MODEL_ALIASES = "LLMMETER_MODEL_ALIASES"
+ENV_EXPORT_TIMEOUT = "LLMMETER_EXPORT_TIMEOUT"  # seconds the exit export may take (llmmeter.shutdown)
+DEFAULT_EXPORT_TIMEOUT_S = 3.0
 
 
 class ConfigError(ValueError):
@@ -76,6 +78,23 @@ def env_int(name: str, default: int, *, minimum: int = 0, environ: Mapping[str, 
     return value
 
 
+def env_seconds(name: str, default: float, environ: Mapping[str, str] | None = None) -> float:
+    """A positive number of seconds (at most a day: a bigger value is a unit mistake, e.g. milliseconds)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        _raise_or_collect(ConfigError(f"environment variable {name}: expected a number of seconds, got {raw!r}"))
+        return default
+    if not 0 < value <= 86400:
+        _raise_or_collect(ConfigError(f"environment variable {name}: expected seconds > 0 and <= 86400, got {raw!r}"))
+        return default
+    return value
+
+
 def env_list(name: str, default: tuple[str, ...], environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if environ is None else environ
     raw = env.get(name)
@@ -100,6 +119,7 @@ class Settings:
     label_keys: tuple[str, ...] = field(default=("tenant", "feature", "team", "route", "environment"))
     trust_inbound_baggage: bool = True
     max_values_per_label: int = 1000
+    export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S  # the exit export's budget (llmmeter.shutdown)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +132,7 @@ class Settings:
             label_keys=env_list(ENV_LABEL_KEYS, names.DEFAULT_LABEL_KEYS, environ),
             trust_inbound_baggage=env_bool(ENV_TRUST_INBOUND_BAGGAGE, True, environ),
             max_values_per_label=env_int(ENV_MAX_SERIES_PER_KEY, 1000, minimum=1, environ=environ),
+            export_timeout_s=env_seconds(ENV_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_S, environ),
         )
 
 
@@ -149,6 +170,8 @@ KNOWN_VARIABLES: dict[str, str] = {
     "LLMMETER_BUDGET_STORE": "spend store: memory or a redis:// URL",
     "LLMMETER_BUDGET_STORE_ON_ERROR": "hard budgets when the store is down: open or closed",
     "LLMMETER_ON_CONFIG_ERROR": "a bad setting at start-up: exit (default) or warn",
+    "LLMMETER_EXPORT_TIMEOUT": "seconds the exit waits for the last export",
+    "LLMMETER_AGENT_GUARDS": "per-agent loop-guard limits of framework runs (YAML/JSON file)",
 }
 ENV_ON_CONFIG_ERROR = "LLMMETER_ON_CONFIG_ERROR"
 ON_CONFIG_ERROR_EXIT = "exit"

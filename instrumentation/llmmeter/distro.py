@@ -27,7 +27,7 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 from opentelemetry.sdk.trace import TracerProvider
 
-from llmmeter import config, summary
+from llmmeter import config, sampling, shutdown, summary
 from llmmeter.config import ConfigError, Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 from llmmeter.startup import EXIT_CONFIG_ERROR  # one exit code for start-up and check-config
@@ -99,10 +99,11 @@ class LLMMeterDistro(BaseDistro):
         _settings_or_exit()
 
 
-def _activate(processor: LLMMeterSpanProcessor) -> None:
-    """What every setup path does once a processor is attached: the exit summary. (No tokenizer warm-up:
-    a vocabulary loads when an estimate first needs it, see llmmeter.estimate.)"""
-    summary.register(processor.tally, processor.settings.summary)
+def _activate(processor: LLMMeterSpanProcessor, tracer_provider: Any = None) -> None:
+    """What every setup path does once a processor is attached: exit summary, and
+    GenAI spans recorded whatever the sampler decides (:mod:`llmmeter.sampling`)."""
+    sampling.record_genai_spans(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
+    shutdown.register(processor, tracer_provider)  # bounded exit export, then the summary
 
 
 class LLMMeterConfigurator(_OTelSDKConfigurator):
@@ -143,7 +144,7 @@ def attach_to_global_providers() -> LLMMeterSpanProcessor | None:
                 return existing
             processor = LLMMeterSpanProcessor()
             provider.add_span_processor(processor)
-        _activate(processor)
+        _activate(processor, provider)
         return processor
     except Exception:
         _log.warning("llmmeter: could not attach its span processor", exc_info=True)

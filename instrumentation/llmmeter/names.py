@@ -263,6 +263,21 @@ def metric_prometheus_name(metric: str) -> str:
     kind, unit = METRIC_SPECS[metric]
     return prometheus_name(metric, unit, counter=kind == KIND_COUNTER)
 
+# --- agent frameworks (llmmeter.frameworks) ---------------------------------------------------------
+# On invoke_agent spans (and as a label of METRIC_AGENT_RUNS) when a framework instrumentor made the run.
+AGENT_FRAMEWORK = "llmmeter.agent.framework"  # "openai-agents" | "langgraph" | "pydantic-ai" | ...
+AGENT_STEP = "llmmeter.agent.step"  # a graph node / framework step name, on its span
+AGENT_STEP_INDEX = "llmmeter.agent.step.index"  # the graph's superstep number (LangGraph), on a step span
+HANDOFF_FROM = "llmmeter.agent.handoff.from"  # on a handoff span: the agent handing off
+HANDOFF_TO = "llmmeter.agent.handoff.to"  # ... and the agent taking over
+GUARDRAIL_NAME = "llmmeter.agent.guardrail.name"
+GUARDRAIL_TRIGGERED = "llmmeter.agent.guardrail.triggered"  # bool: the guardrail's tripwire fired
+MCP_SERVER = "llmmeter.mcp.server"  # on execute_tool spans of MCP tools: the server's name
+FRAMEWORK_OPENAI_AGENTS = "openai-agents"
+FRAMEWORK_LANGGRAPH = "langgraph"
+FRAMEWORK_MCP = "mcp"
+FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
+
 
 # --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
 # Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE
@@ -280,3 +295,11 @@ BUDGET_RESERVATION = "llmmeter.budget.reservation"
 METRIC_CONFIG_ERRORS = "llmmeter.config.errors"  # observable counter, {error}, by LABEL_CONFIG_PART
 LABEL_CONFIG_PART = "llmmeter.config.part"
 METRIC_SPECS[METRIC_CONFIG_ERRORS] = (KIND_COUNTER, "{error}")
+
+# --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
+# Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside
+# llmmeter: two records per call), so a query over those histograms keeps llmmeter's scope. Prometheus
+# exporters add the scope name as the ``otel_scope_name`` label (OTel spec, compatibility/
+# prometheus_and_openmetrics.md; opentelemetry-exporter-prometheus does, see tests/test_dashboards_dedup.py).
+OTEL_SCOPE_NAME = "otel.scope.name"
+LLMMETER_SCOPE = "llmmeter"  # the meter name of llmmeter's span processor and guard telemetry

@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, config, startup, summary
+from llmmeter import _providers, config, sampling, shutdown, startup
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -70,7 +70,8 @@ def configure(
         if processor is None:
             processor = LLMMeterSpanProcessor(meter_provider=meter_provider, settings=settings)
             provider.add_span_processor(processor)
-            summary.register(processor.tally, settings.summary)
+            shutdown.register(processor, provider, meter_provider)  # bounded exit export + summary
+        sampling.record_genai_spans(provider)  # counted whatever the sampler decides (llmmeter.sampling)
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
     if instrument:

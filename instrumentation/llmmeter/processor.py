@@ -34,7 +34,9 @@ It never raises.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -48,7 +50,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 from llmmeter import attribution, names
 from llmmeter.config import Settings
 from llmmeter.config import settings as global_settings
-from llmmeter.deferred import DeferredQueue
+from llmmeter.deferred import DeferredQueue, drain_before_collect
 from llmmeter.span_reader import STATUS_BLOCKED, CallRecord, is_inference, label_value, plain_attributes, read_call
 from llmmeter.summary import Tally
 
@@ -180,6 +182,13 @@ class LLMMeterSpanProcessor(SpanProcessor):
         # Callables given every counted call's CallRecord, once, off the app's thread (the ledger writer).
         # A sink must not block: it runs on the counting thread. Its errors are logged, never raised.
         self.sinks: list[Callable[[CallRecord], None]] = []
+        # Whether the observable callbacks must drain the queue themselves (under the SDK's collection
+        # lock): only until the readers drain it before collecting (llmmeter.deferred.drain_before_collect).
+        self._global_meter = meter_provider is None
+        self._drain_in_callback = not (
+            meter_provider is not None and drain_before_collect(meter_provider, self._deferred)
+        )
+        _LIVE_PROCESSORS.add(self)
 
     # --- span start --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -432,14 +441,19 @@ class LLMMeterSpanProcessor(SpanProcessor):
         ``SynchronousMeasurementConsumer.collect`` (opentelemetry-sdk 1.45,
         ``opentelemetry/sdk/metrics/_internal/measurement_consumer.py``) calls ``async_instrument.callback``
         for each registered observable instrument, then ``self._reader_storages[metric_reader].collect()``.
-        So counting the queued spans here puts every span that ended before the collection into it, for
-        every reader (a histogram record goes to all readers' storages). The SDK's collection lock is held
-        meanwhile; record() does not take it, so this cannot deadlock.
+        Draining the queue before that puts every span that ended before the collection into it, for every
+        reader (a histogram record goes to all readers' storages). The readers of an SDK MeterProvider do
+        it just before the SDK takes its collection lock (``llmmeter.deferred.drain_before_collect``);
+        only where they could not be hooked does this callback drain, under that lock (record() does not
+        take it, so that cannot deadlock, but it holds the lock longer: see llmmeter.deferred on forks).
         """
 
         def observe(options: CallbackOptions) -> list[Observation]:
             try:
-                self._deferred.drain()
+                if self._drain_in_callback:
+                    self._deferred.drain()
+                    if self._global_meter:
+                        self._hook_global_readers()
                 with self._sums_lock:
                     return [Observation(value, labels) for value, labels in series.values()]
             except Exception:
@@ -447,6 +461,28 @@ class LLMMeterSpanProcessor(SpanProcessor):
                 return []
 
         return observe
+
+    def _hook_global_readers(self) -> None:
+        """Built without a meter provider: once the global SDK one collects, its readers drain first."""
+        if drain_before_collect(metrics.get_meter_provider(), self._deferred):
+            self._drain_in_callback = False
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child starts from zero: the calls before the fork were the parent's, which reports them.
+
+        Without this every child re-exported the parent's pre-fork sums as its own (under its own
+        ``service.instance.id``), so a fleet of forked workers summed to many times the real calls. Locks
+        are re-created (a thread that held one did not survive the fork); nested groups waiting for spans
+        of the parent's other threads are dropped (those spans end in the parent)."""
+        self._sums_lock = threading.Lock()
+        self._lock = threading.Lock()
+        for series in (self._tokens, self._cost, self._requests):
+            series.clear()  # in place: the observable callbacks hold these dicts
+        self._groups.clear()
+        self._group_of.clear()
+        for seen in self._seen.values():
+            seen.clear()
+        self.tally.reset()
 
     def _semconv_labels(self, key: tuple) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
         """The semconv histograms' label dicts for one (provider, operation, request model, response model,
@@ -516,6 +552,21 @@ def _preferred(ended: list[ReadableSpan], order: list[int]) -> ReadableSpan | No
         return semconv, depth.get(span.context.span_id, -1) if span.context is not None else -1
 
     return max(ended, key=rank)
+
+
+_LIVE_PROCESSORS: weakref.WeakSet[LLMMeterSpanProcessor] = weakref.WeakSet()
+
+
+def _reset_processors_after_fork() -> None:
+    for processor in list(_LIVE_PROCESSORS):
+        try:
+            processor._after_fork_in_child()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_processors_after_fork)
 
 
 def find_processor(tracer_provider: Any) -> LLMMeterSpanProcessor | None:

@@ -134,6 +134,20 @@ def _check_budgets(environ: Mapping[str, str], policy: str) -> list[Problem]:
     return problems
 
 
+def _check_agent_guards(environ: Mapping[str, str], policy: str) -> Problem | None:
+    """``LLMMETER_AGENT_GUARDS`` (per-agent loop-guard limits of framework runs, llmmeter.frameworks)."""
+    from llmmeter.frameworks import guards
+
+    try:
+        guards.load(environ)
+    except ConfigError as error:
+        if policy == config.ON_CONFIG_ERROR_WARN:
+            with guards._lock:
+                guards._from_file = {}  # the file is the broken part: runs get no limits from it
+        return Problem(guards.ENV_AGENT_GUARDS, error, "no per-agent loop-guard limits are read from that file")
+    return None
+
+
 _lock = threading.Lock()
 _registered_parts: set[str] = set()
 _instrument_created = False
@@ -195,6 +209,9 @@ def check(environ: Mapping[str, str] | None = None, *, settings: Settings | None
     if prices is not None:
         problems.append(prices)
     problems.extend(_check_budgets(env, policy))
+    agent_guards = _check_agent_guards(env, policy)
+    if agent_guards is not None:
+        problems.append(agent_guards)
     return Report(settings, policy, problems, config.unknown_variables(env))
 
 

@@ -97,6 +97,11 @@ class Tally:
             if estimated:
                 row.estimated_calls += 1
 
+    def reset(self) -> None:
+        """Forget every row (a forked child: the parent's calls are the parent's). Fresh lock too."""
+        self._lock = threading.Lock()
+        self._rows = {}
+
     def rows(self) -> dict[tuple[str, str], Row]:
         """A snapshot copy of the rows."""
         self._flush()
@@ -221,7 +226,10 @@ def render_problems(console: Any) -> bool:
     return bool(lines)
 
 
-NOT_EXPORTED = "no OTLP endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT): spans and metrics were not exported"
+NOT_EXPORTED = (
+    "spans and metrics were not exported: no exporter is configured "
+    "(set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector)"
+)
 
 
 LOG_WIDTH = 200  # columns when the output is not a terminal (a log, CI): rich's default 80 folds numbers
@@ -237,11 +245,17 @@ def _console(file: Any, *, soft_wrap: bool = False) -> Any:
     return console if console.is_terminal else Console(file=file, width=LOG_WIDTH, soft_wrap=soft_wrap)
 
 
-def _print_at_exit(tally: Tally) -> None:
+def print_summary(tally: Tally, footer: str | None = None) -> bool:
+    """Print the table on stderr (what the exit handler does); False when nothing was printed. Never raises."""
     try:
         console = _console(sys.stderr)
-        footer = NOT_EXPORTED if not exporting() else None
-        render_summary(tally, console, footer)
-        render_problems(console)
+        printed = render_summary(tally, console, footer)
+        return render_problems(console) or printed
     except Exception:  # at exit, a broken terminal must not turn into a traceback
-        pass
+        return False
+
+
+def _print_at_exit(tally: Tally) -> None:
+    # llmmeter's own setup paths use llmmeter.shutdown instead (bounded export, then this table with a
+    # footer saying what happened to the telemetry).
+    print_summary(tally, NOT_EXPORTED if not exporting() else None)

@@ -32,7 +32,7 @@ def _exporters() -> tuple[list[Any], list[Any]]:
     return [], []
 
 
-def run_demo(console: Console, agent: bool = True) -> summary.Tally:
+def run_demo(console: Console, agent: bool = True, frameworks: bool = False) -> summary.Tally:
     """Run every scenario, print the table, and return the tally it printed."""
     import openai
     from opentelemetry.sdk.metrics import MeterProvider
@@ -58,11 +58,14 @@ def run_demo(console: Console, agent: bool = True) -> summary.Tally:
                 scenarios.run_all(client)
                 if agent:
                     _run_agent(client, console)
+                framework_runs = _run_frameworks(server.base_url) if frameworks else []
     finally:
         tracer_provider.force_flush()
         meter_provider.force_flush()
         uninstrument_all()
     summary.render_summary(processor.tally, console)
+    for run in framework_runs:
+        console.print(f"agent framework run: {run.framework} / {run.agent}: {run.outcome}")
     if span_processors:
         console.print(f"spans and metrics sent to {os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', 'the OTLP endpoint')}")
     tracer_provider.shutdown()
@@ -76,3 +79,10 @@ def _run_agent(client: Any, console: Console) -> None:
     except ImportError:
         return
     run_agent_scenario(client)
+
+
+def _run_frameworks(base_url: str) -> list[Any]:
+    """``--agents``: OpenAI Agents SDK and LangGraph runs (llmmeter.demo.framework_scenarios)."""
+    from llmmeter.demo.framework_scenarios import run_all
+
+    return run_all(base_url)

@@ -8,14 +8,18 @@ call always runs exactly as it would without llmmeter: same arguments (unless th
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import wrapt
 from opentelemetry.trace import Tracer
 
 from llmmeter.call import LLMCall, RequestInfo, ResponseInfo, start_call
 from llmmeter.streams import AsyncStreamProxy, StreamAccumulator, SyncStreamProxy
+from llmmeter.streams import _finish as finish_stream
 
 _log = logging.getLogger(__name__)
 
@@ -41,7 +45,14 @@ class Translation:
         raise NotImplementedError
 
 
+# True while a wrapper that measures a whole call runs (LiteLLM, which may call a provider SDK underneath): the
+# provider SDK wrappers inside it pass through, so one call is one span, one price and one guard check.
+_inside_measured_call: contextvars.ContextVar[bool] = contextvars.ContextVar("llmmeter_measured_call", default=False)
+
+
 def begin_call(tracer: Tracer, translation: Translation, instance: Any, args: Any, kwargs: Any) -> LLMCall | None:
+    if _inside_measured_call.get():
+        return None
     try:
         request = translation.request(instance, args, kwargs)
     except Exception:
@@ -54,6 +65,8 @@ def begin_call(tracer: Tracer, translation: Translation, instance: Any, args: An
 
 def _handle_result(call: LLMCall, translation: Translation, result: Any, proxy: type) -> Any:
     try:
+        if call.request.stream and type(result).__name__ in _STREAMING_RESPONSES and hasattr(result, "parse"):
+            return StreamingResponseProxy(result, call, translation.accumulator(call.request), proxy)
         if translation.is_stream(call.request, result):
             return proxy(result, call, translation.accumulator(call.request))
         call.finish(translation.response(call.request, result))
@@ -61,6 +74,50 @@ def _handle_result(call: LLMCall, translation: Translation, result: Any, proxy: 
         _log.debug("llmmeter: could not read a response", exc_info=True)
         call.finish(ResponseInfo(unmeasured=["response_unreadable"]))
     return result
+
+
+# What ``with_streaming_response.create(stream=True)`` returns (Stainless SDKs: openai, anthropic): an unread body.
+_STREAMING_RESPONSES = frozenset({"APIResponse", "AsyncAPIResponse"})
+
+
+class StreamingResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The unread response of ``with_streaming_response`` for a streamed call (the OpenAI Agents SDK streams this way).
+
+    ``parse()`` returns the SDK's stream wrapped like a plain stream, so the call is measured from its chunks
+    (usage included) and the span ends with the stream. An app that never parses (reads ``iter_lines()``
+    itself) leaves the span to end as abandoned, with estimates, when this object goes.
+    """
+
+    def __init__(self, response: Any, call: LLMCall, acc: StreamAccumulator, proxy: type) -> None:
+        super().__init__(response)
+        self._self_call, self._self_acc, self._self_proxy = call, acc, proxy
+        self._self_parsed = False
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return self._self_parse_async(result)
+        return self._self_wrap(result)
+
+    async def _self_parse_async(self, awaitable: Any) -> Any:
+        return self._self_wrap(await awaitable)
+
+    def _self_wrap(self, stream: Any) -> Any:
+        if self._self_parsed or self._self_call.ended:
+            return stream
+        self._self_parsed = True
+        try:
+            return self._self_proxy(stream, self._self_call, self._self_acc)
+        except Exception:
+            return stream
+
+    def __del__(self) -> None:
+        try:
+            call, parsed = self._self_call, self._self_parsed
+        except AttributeError:
+            return
+        if not parsed and not call.ended:
+            finish_stream(call, self._self_acc, None, "abandoned")
 
 
 def _prepared(call: LLMCall, translation: Translation, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -110,38 +167,50 @@ def unwrap_ours(cls: type, method: str) -> bool:
     return False
 
 
-def sync_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+def sync_wrapper(
+    get_tracer: Callable[[], Tracer], translation: Translation, measured: bool = False
+) -> Callable[..., Any]:
+    """``measured``: this wrapper measures the whole call; provider SDK wrappers under it pass through."""
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
         token = call.activate()
+        inside = _inside_measured_call.set(True) if measured else None
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.finish(None, exc)
             raise
         finally:
+            if inside is not None:
+                _inside_measured_call.reset(inside)
             call.deactivate(token)
         return _handle_result(call, translation, result, SyncStreamProxy)
 
     return mark_ours(wrapper)
 
 
-def async_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
+def async_wrapper(
+    get_tracer: Callable[[], Tracer], translation: Translation, measured: bool = False
+) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
         token = call.activate()
+        inside = _inside_measured_call.set(True) if measured else None
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.finish(None, exc)
             raise
         finally:
+            if inside is not None:
+                _inside_measured_call.reset(inside)
             call.deactivate(token)
         return _handle_result(call, translation, result, AsyncStreamProxy)
 
