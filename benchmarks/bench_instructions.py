@@ -313,6 +313,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON result file")
     parser.add_argument("--no-table", action="store_true", help="write the JSON only")
     parser.add_argument("--diagnose", action="store_true", help="add llmmeter without its span processor")
+    parser.add_argument("--ledger", action="store_true", help="add llmmeter with the cost ledger on")
     parser.add_argument(
         "--variant", action="append", type=overhead.parse_variant, default=[], metavar="NAME=DIR",
         help="add an llmmeter arm importing llmmeter from DIR/llmmeter",
@@ -331,6 +332,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     arms = [overhead.Arm(name, name) for name in overhead.ARMS]
     if args.diagnose:
         arms.append(overhead.Arm("llmmeter_no_processor", "llmmeter_no_processor"))
+    if args.ledger:
+        arms.append(overhead.Arm("llmmeter_ledger", "llmmeter_ledger"))
     arms.extend(args.variant)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -50,7 +50,8 @@ ARMS: tuple[str, ...] = ("bare", "openai_v2", "llmmeter")  # always measured; ra
 INSTRUMENTED: tuple[str, ...] = ("openai_v2", "llmmeter")
 # Pipelines a worker can build. ``llmmeter_no_processor`` (``--diagnose``) is llmmeter's instrumentor and
 # exporter without the span processor: the difference to ``llmmeter`` is what the processor costs per call.
-KINDS: tuple[str, ...] = (*ARMS, "llmmeter_no_processor")
+# ``llmmeter_ledger`` (``bench_instructions.py --ledger``) is ``llmmeter`` with the cost ledger on (a temp directory).
+KINDS: tuple[str, ...] = (*ARMS, "llmmeter_no_processor", "llmmeter_ledger")
 MODES: tuple[str, ...] = ("chat", "stream")
 # wall: perf_counter, what a user waits. cpu: the calling thread's CPU time, unaffected by other processes.
 CLOCKS: tuple[str, ...] = ("wall", "cpu")
@@ -193,13 +194,18 @@ class Pipeline:
         metrics.set_meter_provider(self.meter_provider)
         self.versions = _versions()
 
-        if arm in ("llmmeter", "llmmeter_no_processor"):
+        if arm in ("llmmeter", "llmmeter_no_processor", "llmmeter_ledger"):
             from llmmeter.instrumentors.openai import OpenAIInstrumentor
             from llmmeter.pipeline import configure
 
             if arm == "llmmeter":
                 # The documented programmatic path: processor first, so attribution is on spans before export.
                 configure(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, instrument=False)
+            elif arm == "llmmeter_ledger":
+                import tempfile
+
+                configure(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, instrument=False,
+                          ledger=tempfile.mkdtemp(prefix="llmmeter-bench-ledger-"))
             self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
             OpenAIInstrumentor().instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
         elif arm == "openai_v2":

@@ -46,6 +46,9 @@ STATUS, PRICED, ESTIMATED, SUCCESS = (
 )
 BUDGET, THRESHOLD, GUARD = L(names.LABEL_BUDGET), L(names.LABEL_THRESHOLD), L(names.LABEL_GUARD)
 SERVICE = L(SERVICE_NAME)
+# Prices (issue 12): cache economics on the cost dashboard, the pre-call estimate's error on the tokens dashboard.
+CACHE_SAVED, CACHE_PREMIUM = M(names.METRIC_CACHE_SAVINGS), M(names.METRIC_CACHE_WRITE_PREMIUM)
+ESTIMATE_ERROR = M(names.METRIC_ESTIMATE_ERROR)
 # The semconv histograms as llmmeter recorded them: another instrumentor beside llmmeter (openai-v2) records
 # its own copy of every call, under its own scope. "=~...|" also matches a series with no scope label at all
 # (a pipeline that drops it): such panels then show what they showed before, never nothing.
@@ -255,8 +258,65 @@ def cost_dashboard() -> dict[str, Any]:
                   "above. Add the model to the price table.",
                   [(f"sum by ({PROVIDER}, {MODEL}) (increase({REQUESTS}{F(eq(PRICED, 'false'))}[$__range]))",
                     f"{{{{{PROVIDER}}}}}/{{{{{MODEL}}}}}")], "table", "short", 24, 6),
+            *cache_economics_panels(),
         ],
     )
+
+
+def cache_economics_panels() -> list[Panel]:
+    """Cost dashboard: what prompt caching saved (reads against the uncached input rate) and what it cost
+    (writes above that rate), per feature and model; the LLMCacheWritesNotPaying alert watches the same."""
+    feature = _attr("feature")
+    saved, premium = CACHE_SAVED + F(), CACHE_PREMIUM + F()
+    by = f"{feature}, {MODEL}"
+    legend = f"{{{{{feature}}}}} {{{{{MODEL}}}}}"
+    return [
+        Panel("Net cache savings (selected range)", "USD prompt-cache reads saved minus what cache writes cost "
+              "above the uncached input rate. Negative: caching costs more than it saves.",
+              [(f"(sum(increase({saved}[$__range])) or vector(0)) - (sum(increase({premium}[$__range])) or vector(0))",
+                "net")], "stat", "currencyUSD", 6, 5, thresholds=[(None, "red"), (0, "green")]),
+        Panel("Cache savings and write premium by feature", "USD/hour saved by cache reads and paid for cache "
+              "writes above the uncached input rate, per feature.",
+              [(f"sum by ({feature}) ({rate(saved)}) * 3600", f"saved {{{{{feature}}}}}"),
+               (f"sum by ({feature}) ({rate(premium)}) * 3600", f"write premium {{{{{feature}}}}}")],
+              unit="currencyUSD", width=18, height=5),
+        Panel("Cache economics by feature and model (selected range)", "USD saved by cache reads and USD paid for "
+              "cache writes above the uncached input rate, per feature and model.",
+              [(f"sum by ({by}) (increase({saved}[$__range]))", f"saved {legend}"),
+               (f"sum by ({by}) (increase({premium}[$__range]))", f"write premium {legend}")],
+              "table", "currencyUSD", 24, 6),
+    ]
+
+
+def estimate_error_panels() -> list[Panel]:
+    """Tokens dashboard: how far the pre-call input estimate (hard $-budgets' bound) was from the provider's
+    count, per provider and model. The histogram has no attribution labels: filtered by service/provider/model."""
+    sel = ESTIMATE_ERROR + "_bucket" + _filter(["service", "provider", "model"])
+    return [
+        Panel("Pre-call input estimate / provider count (p50 / p95)", "Input tokens estimated before a call was "
+              "sent, divided by the provider's count: 1 is exact, above 1 the estimate was high (a safe bound).",
+              [(f"histogram_quantile({q}, sum by (le, {PROVIDER}, {MODEL}) ({rate(sel)}))",
+                f"p{int(q * 100)} {{{{{PROVIDER}}}}}/{{{{{MODEL}}}}}") for q in (0.5, 0.95)],
+              unit="short", width=24),
+    ]
+
+
+def app_cache_panels() -> list[Panel]:
+    """Tokens dashboard: the app's own caches (llmmeter.record_cache), hit rate per cache. The counter has no
+    provider/model/attribution labels: filtered by service only."""
+    lookups = M(names.METRIC_APP_CACHE_LOOKUPS) + _filter(["service"])
+    hits = M(names.METRIC_APP_CACHE_LOOKUPS) + _filter(["service"], eq(L(names.LABEL_APP_CACHE_RESULT), "hit"))
+    cache = L(names.LABEL_APP_CACHE)
+    return [
+        Panel("App cache hit rate", "Share of the app's own cache lookups (llmmeter.record_cache) answered by the "
+              "cache instead of a model call, per cache; LLMAppCacheHitRateDrop watches it against its own day.",
+              [(f"(sum by ({cache}) ({rate(hits)}) or sum by ({cache}) ({rate(lookups)}) * 0) / "
+                f"sum by ({cache}) ({rate(lookups)})", f"{{{{{cache}}}}}")],
+              unit="percentunit", width=16),
+        Panel("App cache lookups (selected range)", "Lookups per cache and result.",
+              [(f"sum by ({cache}, {L(names.LABEL_APP_CACHE_RESULT)}) (increase({lookups}[$__range]))",
+                f"{{{{{cache}}}}} {{{{{L(names.LABEL_APP_CACHE_RESULT)}}}}}")], "table", "short", 8),
+    ]
 
 
 def tokens_dashboard() -> dict[str, Any]:
@@ -305,6 +365,8 @@ def tokens_dashboard() -> dict[str, Any]:
             Panel("Tokens by model", "Input+output tokens/second per model.",
                   [(f"sum by ({MODEL}) ({rate(t + F(IN_OR_OUT))})", f"{{{{{MODEL}}}}}")],
                   width=24),
+            *estimate_error_panels(),
+            *app_cache_panels(),
         ],
     )
 

@@ -4,6 +4,7 @@ exporter and metric reader), so every test asserts on exactly what an exporter w
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,10 @@ _untimed = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 hypothesis_settings.register_profile("untimed", **_untimed)
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, **_untimed)
 hypothesis_settings.load_profile("ci" if on_ci() else "untimed")
+
+# The zero-infrastructure cost ledger (llmmeter.ledger.default_directory) of every test and test subprocess goes
+# to a scratch directory, never to the home directory of the machine running the suite.
+os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="llmmeter-tests-xdg-"))
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 CASSETTES_DIR = os.path.join(TESTS_DIR, "cassettes")

@@ -20,7 +20,10 @@ EXPECTED_ALERTS = {
     "LLMSpendBurnRateHigh", "LLMBudgetNearlySpent", "LLMBudgetSpent", "LLMUserTokenRateHigh",
     "LLMSpendSpikeVsLastWeek", "LLMCacheHitRatioDrop", "LLMOutputVerbositySpike", "LLMUnpricedModelSeen",
     "LLMEstimatedTokenShareHigh", "LLMLoopGuardTripped", "LLMErrorRatioHigh",
+    "LLMCostDriftFromInvoice",  # llmmeter reconcile
 }
+EXPECTED_ALERTS |= {"LLMPriceTableStale", "LLMCacheWritesNotPaying"}  # issue 12: prices
+EXPECTED_ALERTS |= {"LLMAppCacheHitRateDrop"}  # the app's own caches (llmmeter.record_cache)
 
 
 def load_build() -> ModuleType:

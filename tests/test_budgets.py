@@ -452,3 +452,23 @@ def test_reservation_bounds_by_hand():
     call = Preflight(request(**{names.REQUEST_MAX_TOKENS: 5}), outputs)
     assert call.amount("tokens") == 30 and call.amount("tokens", precise=True) == PRECISE_INPUT + 5 == 18
     assert call.tokenized
+    # The precise count is the estimate the span later sets beside the provider's count.
+    assert call.request.estimated_input == PRECISE_INPUT
+
+
+def test_dollar_reservation_prices_at_the_highest_rate_the_call_could_be_billed():
+    """A hard $-budget reserves at the dearest input-side rate a call could be billed: for Claude Sonnet 4.5
+    that is the 1-hour cache write ($6.00 per 1M, Anthropic's published price), not plain input ($3.00);
+    output at $15.00 per 1M. OpenAI's priority tier doubles gpt-4o-mini's rates ($0.25/$1.00 per 1M vs
+    $0.15/$0.60: OpenAI's published priority pricing)."""
+    from llmmeter.budgets.preflight import OutputBounds, Preflight
+    from llmmeter.call import RequestInfo
+
+    prompt = "user\nhello world"  # 25 tokens at most (bytes + chat overhead, see BOUND_INPUT)
+    claude = RequestInfo(provider="anthropic", operation="chat", model="claude-sonnet-4-5",
+                         attributes={names.REQUEST_MAX_TOKENS: 100}, prompt_text=lambda: prompt)
+    amount = Preflight(claude, OutputBounds()).amount("usd")
+    assert amount == pytest.approx((BOUND_INPUT * 6.00 + 100 * 15.00) / 1e6)
+    priority = RequestInfo(provider="openai", operation="chat", model="gpt-4o-mini", prompt_text=lambda: prompt,
+                           attributes={names.REQUEST_MAX_TOKENS: 100, names.OPENAI_REQUEST_SERVICE_TIER: "priority"})
+    assert Preflight(priority, OutputBounds()).amount("usd") == pytest.approx((BOUND_INPUT * 0.25 + 100 * 1.00) / 1e6)

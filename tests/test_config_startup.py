@@ -70,7 +70,8 @@ def _variables_spelled_in(path: Path) -> set[str]:
     with open(path, "rb") as handle:
         for token in tokenize.tokenize(handle.readline):
             if token.type == tokenize.STRING:
-                found.update(re.findall(r"\bLLMMETER_[A-Z][A-Z0-9_]*[A-Z0-9]", token.string))
+                # Not names.LLMMETER_X inside an f-string: an attribute-name constant, not a variable.
+                found.update(re.findall(r"(?<![\w.])LLMMETER_[A-Z][A-Z0-9_]*[A-Z0-9]", token.string))
     return found
 
 

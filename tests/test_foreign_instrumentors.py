@@ -13,6 +13,9 @@ The expected cost is computed by hand from OpenAI's published gpt-4o-mini rates 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -80,30 +83,33 @@ def _reply(request: RecordedRequest) -> Reply:
     )
 
 
-# The openai resource modules the instrumentors here wrap.
-_OPENAI_MODULES = ("openai.resources.chat.completions", "openai.resources.completions", "openai.resources.embeddings",
-                   "openai.resources.responses")
+def _openai_classes() -> list[type]:
+    """Every class of the openai package's modules (resources, clients, streams) that an instrumentor may wrap."""
+    found: list[type] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "openai" or name.startswith("openai.")):
+            continue
+        for value in list(vars(module).values()):
+            if inspect.isclass(value) and value.__module__ == name:
+                found.append(value)
+    return found
 
 
 @pytest.fixture(autouse=True)
-def _openai_methods_restored() -> Iterator[None]:
-    """OpenLLMetry's uninstrument() leaves its wrappers on the openai resource classes (checked with
-    opentelemetry-instrumentation-openai 0.4x), so its spans, on a provider of a finished test, would parent
-    later tests' calls: every test here puts the SDK's methods back as it found them."""
-    import importlib
-
-    saved = []
-    for module_name in _OPENAI_MODULES:
-        module = importlib.import_module(module_name)
-        for name in ("Completions", "AsyncCompletions", "Embeddings", "AsyncEmbeddings", "Responses", "AsyncResponses"):
-            cls = getattr(module, name, None)  # openai's resource packages expose their classes lazily
-            if isinstance(cls, type):
-                saved.append((cls, dict(vars(cls))))
+def _restore_openai() -> Iterator[None]:
+    """Put back every openai method as it was before the test: OpenLLMetry 0.62's uninstrument leaves
+    ``chat.completions.Completions.parse`` (and its async twin) wrapped around the test's tracer, and a second
+    instrument() then misbehaves. The leak is theirs; this keeps it from reaching other tests."""
+    saved = [(cls, dict(vars(cls))) for cls in _openai_classes()]
     yield
-    for cls, attributes in saved:
-        for name, value in attributes.items():
-            if vars(cls).get(name) is not value and callable(value):
-                setattr(cls, name, value)
+    for cls, attrs in saved:
+        for key in [k for k in vars(cls) if k not in attrs]:
+            with contextlib.suppress(AttributeError, TypeError):
+                delattr(cls, key)
+        for key, value in attrs.items():
+            if vars(cls).get(key) is not value:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(cls, key, value)
 
 
 @pytest.fixture

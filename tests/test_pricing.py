@@ -144,7 +144,7 @@ def test_shipped_table_gpt_4o_per_token_unit() -> None:
     # gpt-4o: $2.50/M in + $10/M out -> exactly 12.50 USD for a million of each (not 0.0125, not 12,500)
     assert cost.usd == pytest.approx(12.5)
     assert cost.price_key == "gpt-4o"
-    assert cost.table_version == "2026-11-23"
+    assert cost.table_version == "2026-11-28"
 
 
 def test_shipped_table_dated_snapshot_keeps_its_own_price() -> None:
@@ -160,7 +160,7 @@ def test_unknown_model_is_unpriced_and_warned_once(caplog: pytest.LogCaptureFixt
     caplog.set_level(logging.WARNING, logger="llmmeter.pricing")
     for _ in range(50):
         cost = price_usage("openai", "no-such-model-xyz", Usage(input=10, output=10))
-        assert cost == Cost(None, False, None, "2026-11-23")
+        assert cost == Cost(None, False, None, "2026-11-28")
         assert cost.reason == "unknown_model"
     warnings = [r for r in caplog.records if "no-such-model-xyz" in r.getMessage()]
     assert len(warnings) == 1
@@ -213,7 +213,7 @@ def test_override_file_wins_over_shipped(monkeypatch: pytest.MonkeyPatch, fixtur
     cost = price_usage("openai", "gpt-4o", Usage(input=1_000_000, output=1_000_000))
     # override: $2/M in + $8/M out = 10.0 (shipped would be 12.5)
     assert cost.usd == pytest.approx(10.0)
-    assert cost.table_version == "2026-11-23+acme-negotiated-2026-11"
+    assert cost.table_version == "2026-11-28+acme-negotiated-2026-11"
     # a model only the override knows is priced; shipped models the override does not mention are untouched
     assert price_usage("openai", "acme-internal-model", Usage(input=1_000_000, output=0)).usd == pytest.approx(1.0)
     assert price_usage("openai", "gpt-4o-mini", Usage(input=1_000_000, output=0)).usd == pytest.approx(0.15)
@@ -274,7 +274,7 @@ def test_describe() -> None:
     assert info["price_key"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
     assert info["input_cost_per_token"] == pytest.approx(3 * PER_M)
     assert info["source"].startswith("https://")
-    assert info["table_version"] == "2026-11-23"
+    assert info["table_version"] == "2026-11-28"
     assert pricing.describe("no-such-model") == {}
     local = pricing.describe("llama3.2", provider="ollama")
     assert (local["price_key"], local["zero_priced_provider"]) == ("ollama/*", "ollama")

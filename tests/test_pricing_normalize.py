@@ -41,7 +41,8 @@ SHIPPED_CASES = [
     ("anthropic", "claude-sonnet-4-5-20991231", "claude-sonnet-4-5"),
     ("anthropic", "claude-opus-4-5-latest", "claude-opus-4-5"),
     ("gcp.vertex_ai", "claude-3-5-sonnet@20240620", "claude-3-5-sonnet-20240620"),
-    ("gcp.vertex_ai", "claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929"),
+    # Vertex's own entry (the 2026-11-28 table has vertex_ai/ keys for Claude 4.5+)
+    ("gcp.vertex_ai", "claude-sonnet-4-5@20250929", "vertex_ai/claude-sonnet-4-5@20250929"),
     ("gcp.vertex_ai", "publishers/anthropic/models/claude-3-5-haiku@20241022", "claude-3-5-haiku-20241022"),
     ("gcp.gemini", "models/gemini-2.5-flash", "gemini-2.5-flash"),
     ("gcp.gemini", "gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
@@ -51,7 +52,9 @@ SHIPPED_CASES = [
     ("aws.bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0"),
     ("aws.bedrock", "eu.anthropic.claude-3-7-sonnet-20250219-v1:0", "anthropic.claude-3-7-sonnet-20250219-v1:0"),
     ("aws.bedrock", "apac.amazon.nova-lite-v1:0", "amazon.nova-lite-v1:0"),
-    ("aws.bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+    # the global inference profile's own entry (regional profiles cost more for Claude 4.5+)
+    ("aws.bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+     "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
     ("aws.bedrock", "bedrock/anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"),
     ("aws.bedrock", "anthropic.claude-3-5-haiku-20241022-v1%3A0", "anthropic.claude-3-5-haiku-20241022-v1:0"),
     ("aws.bedrock", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-pro-v1:0",

@@ -32,9 +32,9 @@ def _clean_pricing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # --- the shipped table ---------------------------------------------------------------------------
 
 def test_shipped_meta() -> None:
-    assert SHIPPED["_meta"]["version"] == "2026-11-23"
+    assert SHIPPED["_meta"]["version"] == "2026-11-28"
     assert "ollama" in SHIPPED["_meta"]["zero_priced_providers"]
-    assert pricing.get_price_table().version == "2026-11-23"
+    assert pricing.get_price_table().version == "2026-11-28"
 
 
 @pytest.mark.parametrize("key", sorted(k for k in SHIPPED if not k.startswith("_")))
@@ -42,6 +42,9 @@ def test_every_shipped_entry_has_source_as_of_and_sane_prices(key: str) -> None:
     entry = SHIPPED[key]
     assert re.fullmatch(r"https://[^\s]+", entry["source"]), entry.get("source")
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["as_of"]), entry.get("as_of")
+    if "no_price" in entry:  # an explicit "no price" entry: a reason, and no rate at all
+        assert len(entry["no_price"]) > 20 and not [f for f in entry if "cost" in f]
+        return
     assert entry["mode"] in {"chat", "completion", "embedding"}
     prices = {f: v for f, v in entry.items() if f in PRICE_FIELDS}
     assert "input_cost_per_token" in prices
@@ -115,7 +118,7 @@ def test_litellm_file_as_override(monkeypatch: pytest.MonkeyPatch) -> None:
     pricing._reset_for_tests()
     table = pricing.get_price_table()
     assert "acme-chat-1" in table and "claude-3-5-sonnet-20240620" in table
-    assert table.version.startswith("2026-11-23+sha256:")
+    assert table.version.startswith("2026-11-28+sha256:")
 
 
 # --- malformed input -----------------------------------------------------------------------------
@@ -179,8 +182,10 @@ def test_extend_dict_is_validated() -> None:
 
 
 def test_entries_without_token_prices_are_skipped_not_errors(tmp_path: Any) -> None:
+    # In LiteLLM's format (its sample_spec entry) per-second / per-query entries are LiteLLM's own: skipped.
     path = tmp_path / "p.json"
     path.write_text(json.dumps({
+        "sample_spec": {"input_cost_per_token": 0.0},
         "tts": {"output_cost_per_second": 0.001, "mode": "audio_speech"},
         "rerank": {"input_cost_per_query": 0.002, "mode": "rerank"},
         "ok": {"output_cost_per_token": 1e-6},

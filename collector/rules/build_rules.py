@@ -44,6 +44,11 @@ class Thresholds:
     verbosity_factor: float = 2.0  # mean output tokens per call this hour vs the last day
     verbosity_min_tokens: float = 200.0  # ...only when this hour's mean is at least this
     error_ratio: float = 0.05  # share of requests with status "error" over 10 minutes
+    price_table_max_age_days: float = 30.0  # prices move every few weeks: refresh the table after this
+    cache_premium_min_usd_per_hour: float = 0.05  # a feature's cache writes alert only past this premium per hour
+    reconcile_max_drift: float = 0.05  # |metered - billed| / billed per model, from `llmmeter reconcile`
+    app_cache_drop_factor: float = 0.5  # an app cache's hit rate this hour vs its own last day
+    app_cache_min_lookups: float = 100.0  # ...only for a cache with at least this many lookups this hour
 
 
 def _n(value: float) -> str:
@@ -228,11 +233,78 @@ def build(t: Thresholds) -> dict[str, Any]:
             "{{ $value | humanizePercentage }} of {{ $labels." + provider + " }} calls failed in the last 10 minutes.",
         ),
     ]
+    # --- prices (issue 12): a table left to age, and prompt caching that does not pay ---
+    table_age = names.metric_prometheus_name(names.METRIC_PRICE_TABLE_AGE)
+    savings = names.metric_prometheus_name(names.METRIC_CACHE_SAVINGS)
+    premium = names.metric_prometheus_name(names.METRIC_CACHE_WRITE_PREMIUM)
+    feature = names.ATTRIBUTION_LABEL_PREFIX + "feature"
+    premium_hour = f"sum by ({feature}) (increase({premium}[1h]))"
+    savings_hour = f"sum by ({feature}) (increase({savings}[1h]))"
+    price_rules = [
+        alert(
+            "LLMPriceTableStale", f"max by ({service}) ({table_age}) > {_n(t.price_table_max_age_days * 86400)}",
+            "1h", "warning",
+            "The price table in force is old",
+            "{{ $labels." + service + " }} prices calls with a table {{ $value | humanizeDuration }} old "
+            f"(limit {_n(t.price_table_max_age_days)} days): run `llmmeter prices update` or set "
+            "LLMMETER_PRICE_REFRESH.",
+        ),
+        alert(
+            "LLMCacheWritesNotPaying",
+            # A feature with writes and no reads at all has no savings series: count it as 0 saved.
+            f"{premium_hour} > ({savings_hour} or {premium_hour} * 0) "
+            f"and {premium_hour} > {_n(t.cache_premium_min_usd_per_hour)}",
+            "15m", "warning",
+            "Prompt caching costs more than it saves",
+            "Feature {{ $labels." + feature + " }} paid {{ $value | printf \"%.2f\" }} USD for cache writes above "
+            "the uncached input rate in the last hour, more than its cache reads saved: the cached prefix is not "
+            "reused enough (or changes between calls).",
+        ),
+    ]
+    # Reconciliation with the invoice: `llmmeter reconcile --prometheus-textfile` writes the gauge (a daily batch
+    # job; node_exporter's textfile collector serves it until the next run). abs(): both ways are wrong.
+    drift = names.metric_prometheus_name(names.METRIC_RECONCILE_DRIFT)
+    reconcile_rules = [
+        alert(
+            "LLMCostDriftFromInvoice",
+            f"max by ({by_model}) (abs({drift})) > {_n(t.reconcile_max_drift)}", "0m", "warning",
+            "llmmeter's cost differs from the provider's cost report",
+            "{{ $labels." + provider + " }}/{{ $labels." + model + " }}: llmmeter's cost and the provider's own "
+            "cost report differ by {{ $value | humanizePercentage }} over the last reconciled window (run `llmmeter "
+            "reconcile` for the day-by-day table): a missing or wrong price, a discount, or traffic llmmeter does "
+            "not see.",
+        ),
+    ]
+    # The app's own caches (llmmeter.record_cache): a hit rate that falls against its own last day means
+    # the model answers what the cache used to (a key change, an eviction storm, a cold deploy).
+    lookups = names.metric_prometheus_name(names.METRIC_APP_CACHE_LOOKUPS)
+    cache_name = names.prometheus_label(names.LABEL_APP_CACHE)
+    hit = f'{lookups}{{{names.prometheus_label(names.LABEL_APP_CACHE_RESULT)}="hit"}}'
+
+    def hit_rate(window: str) -> str:
+        every = f"sum by ({cache_name}) (increase({lookups}[{window}]))"
+        return f"((sum by ({cache_name}) (increase({hit}[{window}])) or {every} * 0) / {every})"
+
+    app_cache_rules = [
+        alert(
+            "LLMAppCacheHitRateDrop",
+            f"{hit_rate('1h')} < {_n(t.app_cache_drop_factor)} * {hit_rate('1d')} "
+            f"and sum by ({cache_name}) (increase({lookups}[1h])) >= {_n(t.app_cache_min_lookups)}",
+            "15m", "warning",
+            "An app cache answers far fewer lookups than usual",
+            "Cache {{ $labels." + cache_name + " }} hit {{ $value | humanizePercentage }} of lookups in the last "
+            f"hour, under {_n(t.app_cache_drop_factor)}x its rate over the last day: the model is answering what "
+            "the cache used to (a key change, evictions, a cold deploy), and paying for it.",
+        ),
+    ]
     return {
         "groups": [
             {"name": "llmmeter-budget", "rules": budget_rules},
             {"name": "llmmeter-usage", "rules": usage_rules},
             {"name": "llmmeter-quality", "rules": quality_rules},
+            {"name": "llmmeter-prices", "rules": price_rules},
+            {"name": "llmmeter-reconcile", "rules": reconcile_rules},
+            {"name": "llmmeter-app-cache", "rules": app_cache_rules},
         ]
     }
 

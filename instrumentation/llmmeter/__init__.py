@@ -17,6 +17,7 @@ from llmmeter import budgets, pricing
 from llmmeter.agents import Run, agent, current_run, tool
 from llmmeter.attribution import attributes
 from llmmeter.attribution import configure as configure_attribution
+from llmmeter.cache import cached, record_cache
 from llmmeter.config import ConfigError
 from llmmeter.errors import AgentLoopDetected, BudgetExceeded, BudgetStoreUnavailable
 from llmmeter.hooks import GuardError
@@ -42,11 +43,13 @@ __all__ = [
     "agent",
     "attributes",
     "budgets",
+    "cached",
     "configure",
     "configure_attribution",
     "current_run",
     "llmmeter_views",
     "pricing",
+    "record_cache",
     "record_outcome",
     "tool",
 ]

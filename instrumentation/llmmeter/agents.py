@@ -247,6 +247,9 @@ def _before_call(request: Any, span: Any) -> None:
     run = _current_run.get()
     if run is None:
         return
+    if span.is_recording():  # the run this call belongs to, for the cost ledger's per-run rows (not a label)
+        span.set_attribute(names.AGENT_NAME, run.name)
+        span.set_attribute(names.RUN_ID, format(run.span.get_span_context().span_id, "016x"))
     for r in run.chain():  # a hard limit crossed earlier (tokens, cost, tool calls, calls): refuse now
         if r.guard.mode == MODE_HARD and r.trips:
             _refuse(run, r, span)

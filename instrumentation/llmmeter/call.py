@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from llmmeter import background, estimate, hooks, names
 from llmmeter.errors import error_type
-from llmmeter.pricing import price_usage  # the table itself loads lazily, on the first call priced
+from llmmeter.pricing import Cost, price_usage  # the table itself loads lazily, on the first call priced
 from llmmeter.usage import Usage
 
 _log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ class RequestInfo:
     # Returns the prompt's text, for a token estimate when the provider reports no usage. Called
     # lazily (only then), so the hot path never serializes a prompt.
     prompt_text: Callable[[], str] | None = None
+    # Input tokens estimated before the call was sent (a before-call hook sets it, e.g. a hard $-budget
+    # bounding the call's cost); checked against the provider's count after the response.
+    estimated_input: int | None = None
 
 
 @dataclass(slots=True)
@@ -226,6 +229,7 @@ class LLMCall:
                 if cost.price_key:
                     attrs[names.LLMMETER_PRICE_MODEL] = cost.price_key
             attrs[names.LLMMETER_PRICE_TABLE_VERSION] = cost.table_version
+            _pricing_attributes(attrs, usage, cost, request.estimated_input)
         else:
             cost = None
         if response is not None and response.unmeasured:
@@ -283,6 +287,47 @@ class _Texts:
     output: str | None = None
     input_parts: tuple[str, ...] | None = None  # instead of input: ResponseInfo.input_texts
     input_extra: int = 0
+
+_STANDARD_TIER_NAMES = frozenset({"default", "standard", "auto"})  # tiers billed at the standard rates
+
+
+def _pricing_attributes(
+    attrs: dict[str, AttributeValue], usage: Usage, cost: Cost, estimated_input: int | None
+) -> None:
+    """How the call was priced (issue 12): source, rate tier, long-context tier, discount, why unpriced, cache
+    economics, per-modality counts, and the pre-call input estimate. Only what is set is written."""
+    if usage.audio_input:
+        attrs[names.LLMMETER_AUDIO_INPUT_TOKENS] = usage.audio_input
+    if usage.image_input:
+        attrs[names.LLMMETER_IMAGE_INPUT_TOKENS] = usage.image_input
+    if usage.audio_output:
+        attrs[names.LLMMETER_AUDIO_OUTPUT_TOKENS] = usage.audio_output
+    if usage.image_output:
+        attrs[names.LLMMETER_IMAGE_OUTPUT_TOKENS] = usage.image_output
+    tier = usage.service_tier
+    if tier.__class__ is str and names.OPENAI_RESPONSE_SERVICE_TIER not in attrs:  # OpenAI's own attribute says it
+        attrs[names.LLMMETER_SERVICE_TIER] = tier
+    if estimated_input is not None:
+        attrs[names.LLMMETER_ESTIMATE_INPUT_TOKENS] = estimated_input
+    if not cost.priced:
+        if cost.reason:
+            attrs[names.LLMMETER_UNPRICED_REASON] = cost.reason
+        return
+    if cost.source:
+        attrs[names.COST_SOURCE] = cost.source
+    if cost.service_tier and (cost.service_tier != "standard" or (tier.__class__ is str
+                                                                  and tier not in _STANDARD_TIER_NAMES)):
+        # The rates used, when not the standard ones or when the provider named a tier that has its own rates
+        # (priced at standard for want of them): absent, the call was served and priced at the standard tier.
+        attrs[names.LLMMETER_PRICE_SERVICE_TIER] = cost.service_tier
+    if cost.long_context_threshold:
+        attrs[names.LLMMETER_PRICE_LONG_CONTEXT] = cost.long_context_threshold
+    if cost.discount is not None:
+        attrs[names.LLMMETER_PRICE_DISCOUNT] = cost.discount
+    if cost.cache_savings:
+        attrs[names.LLMMETER_CACHE_SAVINGS] = cost.cache_savings
+    if cost.cache_write_premium:
+        attrs[names.LLMMETER_CACHE_WRITE_PREMIUM] = cost.cache_write_premium
 
 
 def _safe_message(error: BaseException) -> str:

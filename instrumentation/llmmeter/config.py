@@ -25,6 +25,11 @@ ENV_PRICE_FILE = "LLMMETER_PRICE_FILE"
 ENV_MODEL_ALIASES = "LLMMETER_MODEL_ALIASES"
 ENV_EXPORT_TIMEOUT = "LLMMETER_EXPORT_TIMEOUT"  # seconds the exit export may take (llmmeter.shutdown)
 DEFAULT_EXPORT_TIMEOUT_S = 3.0
+ENV_LEDGER = "LLMMETER_LEDGER"  # a directory for the cost ledger, or "off" (llmmeter.ledger)
+# Prices (llmmeter.pricing): negotiated discounts, and the opt-in in-process refresh of the price table.
+ENV_DISCOUNTS = "LLMMETER_DISCOUNTS"
+ENV_PRICE_REFRESH = "LLMMETER_PRICE_REFRESH"
+ENV_PRICE_REFRESH_FROM = "LLMMETER_PRICE_REFRESH_FROM"
 
 
 class ConfigError(ValueError):
@@ -109,6 +114,21 @@ def env_list(name: str, default: tuple[str, ...], environ: Mapping[str, str] | N
     return items
 
 
+def env_ledger(environ: Mapping[str, str] | None = None) -> str | None:
+    """``LLMMETER_LEDGER``: the ledger directory, ``"off"`` (``off``/``false``/``0``/empty), or None when unset
+    (then the zero-infrastructure entry points use the default place: see :func:`llmmeter.ledger.resolve`)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_LEDGER)
+    if raw is None:
+        return None
+    if raw.strip().lower() in FALSE_VALUES:
+        return "off"
+    value = raw.strip()
+    if "\x00" in value:
+        raise ConfigError(f"environment variable {ENV_LEDGER}: not a directory path, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything llmmeter reads from the environment, validated."""
@@ -120,6 +140,7 @@ class Settings:
     trust_inbound_baggage: bool = True
     max_values_per_label: int = 1000
     export_timeout_s: float = DEFAULT_EXPORT_TIMEOUT_S  # the exit export's budget (llmmeter.shutdown)
+    ledger: str | None = None  # the cost ledger's directory, "off", or None: unset (see llmmeter.ledger.resolve)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,6 +154,7 @@ class Settings:
             trust_inbound_baggage=env_bool(ENV_TRUST_INBOUND_BAGGAGE, True, environ),
             max_values_per_label=env_int(ENV_MAX_SERIES_PER_KEY, 1000, minimum=1, environ=environ),
             export_timeout_s=env_seconds(ENV_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_S, environ),
+            ledger=env_ledger(environ),
         )
 
 
@@ -172,6 +194,10 @@ KNOWN_VARIABLES: dict[str, str] = {
     "LLMMETER_ON_CONFIG_ERROR": "a bad setting at start-up: exit (default) or warn",
     "LLMMETER_EXPORT_TIMEOUT": "seconds the exit waits for the last export",
     "LLMMETER_AGENT_GUARDS": "per-agent loop-guard limits of framework runs (YAML/JSON file)",
+    "LLMMETER_DISCOUNTS": "negotiated discounts applied to prices",
+    "LLMMETER_LEDGER": "a directory for the cost ledger, or off",
+    "LLMMETER_PRICE_REFRESH": "refresh the price table from a source",
+    "LLMMETER_PRICE_REFRESH_FROM": "the source a price refresh reads",
 }
 ENV_ON_CONFIG_ERROR = "LLMMETER_ON_CONFIG_ERROR"
 ON_CONFIG_ERROR_EXIT = "exit"

@@ -99,6 +99,16 @@ class LLMMeterDistro(BaseDistro):
         _settings_or_exit()
 
 
+def _zero_infrastructure_ledger() -> None:
+    """With no OTLP endpoint (the exit-summary mode) and LLMMETER_LEDGER unset, the cost ledger goes to its
+    default place, so `llmmeter report` has the run's calls (llmmeter.ledger.default_directory)."""
+    current = config.settings()
+    if current.ledger is None and not summary.exporting():
+        from llmmeter.pipeline import _with_ledger
+
+        _with_ledger(current, None, zero_infrastructure=True)
+
+
 def _activate(processor: LLMMeterSpanProcessor, tracer_provider: Any = None) -> None:
     """What every setup path does once a processor is attached: exit summary, and
     GenAI spans recorded whatever the sampler decides (:mod:`llmmeter.sampling`)."""
@@ -116,6 +126,7 @@ class LLMMeterConfigurator(_OTelSDKConfigurator):
             return
         # The meter comes from the global proxy: the SDK sets the MeterProvider after the
         # TracerProvider, and the processor's instruments bind to it as soon as it is set.
+        _zero_infrastructure_ledger()
         processor = LLMMeterSpanProcessor()
         kwargs["span_processors"] = [processor, *(kwargs.get("span_processors") or ())]
         super()._configure(**kwargs)
@@ -142,6 +153,7 @@ def attach_to_global_providers() -> LLMMeterSpanProcessor | None:
             existing = find_processor(provider)
             if existing is not None:
                 return existing
+            _zero_infrastructure_ledger()
             processor = LLMMeterSpanProcessor()
             provider.add_span_processor(processor)
         _activate(processor, provider)

@@ -26,6 +26,12 @@ AfterCall = Callable[["RequestInfo", Any, Any, Any], None]  # (request, response
 
 BEFORE_CALL: list[BeforeCall] = []
 AFTER_CALL: list[AfterCall] = []
+# record_outcome(): (name, success, count, attribution values, agent name or None) -- the cost ledger's outcome rows.
+Outcome = Callable[[str, bool, int, "dict[str, str]", "str | None"], None]
+ON_OUTCOME: list[Outcome] = []
+# record_cache(): (cache name, hit, model, input tokens, output tokens, attribution values) -- the ledger's rows.
+CacheLookup = Callable[[str, bool, "str | None", "int | None", "int | None", "dict[str, str]"], None]
+ON_CACHE: list[CacheLookup] = []
 
 
 def register_before_call(hook: BeforeCall) -> None:
@@ -62,3 +68,13 @@ def was_refused(span: Any) -> bool:
             return span in _refused
     except TypeError:
         return False
+
+
+def register_outcome(hook: Outcome) -> None:
+    if hook not in ON_OUTCOME:
+        ON_OUTCOME.append(hook)
+
+
+def register_cache(hook: CacheLookup) -> None:
+    if hook not in ON_CACHE:
+        ON_CACHE.append(hook)

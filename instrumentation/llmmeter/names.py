@@ -158,6 +158,15 @@ LOOP_GUARD_DETAIL = "llmmeter.loop_guard.detail"  # the tool name for repeated_t
 LOOP_GUARD_MODE = "llmmeter.loop_guard.mode"  # "soft" | "hard"
 RUN_STOPPED_BY = "llmmeter.run.stopped_by"  # on an invoke_agent span: the loop-guard reason that stopped it
 
+# --- cost ledger (llmmeter.ledger) ------------------------------------------------------------
+# On an inference span made inside an agent run: the run's id (its invoke_agent span id, 16 hex digits).
+RUN_ID = "llmmeter.run.id"
+RESOURCE_SERVICE_NAME = "service.name"
+LABEL_LEDGER_REASON = "llmmeter.ledger.reason"  # why ledger records were dropped: "queue_full" | "write_failed"
+# llmmeter.record_cache(): the app's own (semantic / exact) caches in front of the model.
+LABEL_APP_CACHE = "llmmeter.app_cache"  # the cache's name
+LABEL_APP_CACHE_RESULT = "llmmeter.app_cache.result"  # "hit" | "miss"
+
 # --- attribution --------------------------------------------------------------------------
 # Baggage keys are namespaced so llmmeter never reads another system's "user" entry by accident.
 BAGGAGE_PREFIX = "llmmeter."
@@ -165,7 +174,12 @@ BAGGAGE_PREFIX = "llmmeter."
 ATTRIBUTION_LABEL_PREFIX = ""
 ATTRIBUTION_SPAN_PREFIX = "llmmeter.attr."
 DEFAULT_LABEL_KEYS: tuple[str, ...] = ("tenant", "feature", "team", "route", "environment")
-KNOWN_ATTRIBUTION_KEYS: tuple[str, ...] = ("user", *DEFAULT_LABEL_KEYS)
+# High-cardinality keys the cost ledger records (llmmeter.ledger) and spans carry by default, never metric labels
+# unless listed in LLMMETER_LABEL_KEYS: one value per session / conversation / request / prompt template.
+LEDGER_ATTRIBUTION_KEYS: tuple[str, ...] = (
+    "session", "conversation", "request_id", "prompt", "prompt_version", "experiment",
+)
+KNOWN_ATTRIBUTION_KEYS: tuple[str, ...] = ("user", *DEFAULT_LABEL_KEYS, *LEDGER_ATTRIBUTION_KEYS)
 OVERFLOW_VALUE = "__overflow__"
 
 # --- metric label keys (besides attribution keys) ---------------------------------------------
@@ -198,6 +212,11 @@ METRIC_AGENT_RUN_COST = "llmmeter.agent.run.cost"  # histogram, USD
 METRIC_AGENT_RUN_LLM_CALLS = "llmmeter.agent.run.llm_calls"  # histogram, {call}
 METRIC_LOOP_GUARD_TRIPS = "llmmeter.loop_guard.trips"  # counter, {trip}
 METRIC_OUTCOMES = "llmmeter.outcomes"  # counter, {outcome}
+# Written by `llmmeter reconcile` (a batch job, node_exporter textfile), never by an instrumented app.
+METRIC_RECONCILE_DRIFT = "llmmeter.reconcile.drift_ratio"  # gauge, (metered - billed) / billed per model
+CLI_METRICS: frozenset[str] = frozenset({METRIC_RECONCILE_DRIFT})
+METRIC_LEDGER_DROPPED = "llmmeter.ledger.dropped"  # counter, {record}, by LABEL_LEDGER_REASON
+METRIC_APP_CACHE_LOOKUPS = "llmmeter.app_cache.lookups"  # counter, {lookup}, by LABEL_APP_CACHE(_RESULT)
 
 UNIT_TOKEN = "{token}"
 UNIT_SECONDS = "s"
@@ -255,6 +274,9 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {  # metric name -> (kind, unit)
     METRIC_AGENT_RUN_LLM_CALLS: (KIND_HISTOGRAM, "{call}"),
     METRIC_LOOP_GUARD_TRIPS: (KIND_COUNTER, "{trip}"),
     METRIC_OUTCOMES: (KIND_COUNTER, "{outcome}"),
+    METRIC_RECONCILE_DRIFT: (KIND_GAUGE, "1"),
+    METRIC_LEDGER_DROPPED: (KIND_COUNTER, "{record}"),
+    METRIC_APP_CACHE_LOOKUPS: (KIND_COUNTER, "{lookup}"),
 }
 
 
@@ -278,6 +300,39 @@ FRAMEWORK_LANGGRAPH = "langgraph"
 FRAMEWORK_MCP = "mcp"
 FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
 
+
+# --- prices: how a call was priced, cache economics, estimate checks, table age (issue 12) ---------------------
+# Where the cost came from: "local" (llmmeter's price table) or "provider" (the provider reported it: OpenRouter's
+# usage.cost, a LiteLLM proxy's response-cost header): values of COST_SOURCE (defined with COST_USD above).
+COST_SOURCE_LOCAL = "local"
+COST_SOURCE_PROVIDER = "provider"
+LLMMETER_PRICE_SERVICE_TIER = "llmmeter.cost.service_tier"  # the rates used: standard | flex | priority | batch
+LLMMETER_PRICE_LONG_CONTEXT = "llmmeter.cost.long_context_threshold"  # input tokens above which tier rates applied
+LLMMETER_PRICE_DISCOUNT = "llmmeter.cost.discount"  # negotiated multiplier applied to the list price (0.8)
+LLMMETER_UNPRICED_REASON = "llmmeter.cost.unpriced_reason"  # unknown_model | invalid_usage | no_price | ...
+LLMMETER_CACHE_SAVINGS = "llmmeter.cost.cache_savings"  # USD cache reads saved against the uncached input rate
+LLMMETER_CACHE_WRITE_PREMIUM = "llmmeter.cost.cache_write_premium"  # USD cache writes cost above that rate
+LLMMETER_SERVICE_TIER = "llmmeter.response.service_tier"  # the tier the provider reported serving the call at
+LLMMETER_AUDIO_INPUT_TOKENS = "llmmeter.usage.audio.input_tokens"  # subset of input
+LLMMETER_IMAGE_INPUT_TOKENS = "llmmeter.usage.image.input_tokens"  # subset of input
+LLMMETER_AUDIO_OUTPUT_TOKENS = "llmmeter.usage.audio.output_tokens"  # subset of output
+LLMMETER_IMAGE_OUTPUT_TOKENS = "llmmeter.usage.image.output_tokens"  # subset of output
+LLMMETER_ESTIMATE_INPUT_TOKENS = "llmmeter.estimate.input_tokens"  # input tokens estimated before the call was sent
+LITELLM_RESPONSE_COST_HEADER = "x-litellm-response-cost"  # a LiteLLM proxy's per-response cost (USD)
+
+METRIC_CACHE_SAVINGS = "llmmeter.cache.savings"  # counter, USD saved by cache reads
+METRIC_CACHE_WRITE_PREMIUM = "llmmeter.cache.write_premium"  # counter, USD cache writes cost above uncached input
+# histogram of estimate / provider count (1 = exact, above 1: the estimate was high): OTel histograms take no
+# negative values, so the error is recorded as this ratio.
+METRIC_ESTIMATE_ERROR = "llmmeter.estimate.error"
+METRIC_PRICE_TABLE_AGE = "llmmeter.price_table.age"  # gauge, s since the price table in force was published
+ESTIMATE_ERROR_BUCKETS: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.98, 1, 1.02, 1.05, 1.1, 1.25, 1.5, 2)
+METRIC_SPECS.update({
+    METRIC_CACHE_SAVINGS: (KIND_COUNTER, UNIT_USD),
+    METRIC_CACHE_WRITE_PREMIUM: (KIND_COUNTER, UNIT_USD),
+    METRIC_ESTIMATE_ERROR: (KIND_HISTOGRAM, "{ratio}"),
+    METRIC_PRICE_TABLE_AGE: (KIND_GAUGE, UNIT_SECONDS),
+})
 
 # --- guards hardening (issue 9: attribution normalization, budget reservations) ---------------------
 # Attribution values that were not label-safe: counter by LABEL_ATTRIBUTION_KEY and LABEL_ATTRIBUTION_CHANGE

@@ -19,7 +19,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from llmmeter import _providers, agents, attribution, config, names
+from llmmeter import _providers, agents, attribution, config, hooks, names
 
 _log = logging.getLogger("llmmeter.outcomes")
 
@@ -79,6 +79,8 @@ def record_outcome(name: str, success: bool = True, *, count: int = 1) -> None:
         if run is not None:
             labels[names.AGENT_NAME] = run.name
         _counter().add(count, labels)
+        for hook in hooks.ON_OUTCOME:  # the cost ledger's outcome rows (cost per successful outcome)
+            hook(name, success, count, values, run.name if run is not None else None)
         event = {names.LABEL_OUTCOME: name, names.LABEL_SUCCESS: success}
         span = trace.get_current_span()
         if span.is_recording():

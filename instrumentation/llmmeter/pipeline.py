@@ -7,6 +7,7 @@ TracerProvider/MeterProvider (or none at all: a script that only wants the exit 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, config, sampling, shutdown, startup
+from llmmeter import _providers, config, sampling, shutdown, startup, summary
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -33,6 +34,7 @@ def configure(
     meter_provider: metrics.MeterProvider | None = None,
     instrument: bool = True,
     settings: Settings | None = None,
+    ledger: str | os.PathLike[str] | None = None,
 ) -> LLMMeterSpanProcessor:
     """Attach llmmeter's span processor to a TracerProvider and instrument the installed LLM SDKs.
 
@@ -49,6 +51,9 @@ def configure(
             so it may be set after this call).
         instrument: also instrument the LLM SDKs (llmmeter's own instrumentors only).
         settings: overrides the ``LLMMETER_*`` environment for this process.
+        ledger: the cost ledger's directory (``LLMMETER_LEDGER``), or ``"off"``. Unset, a script with no
+            OTLP endpoint and no TracerProvider of its own writes it to :func:`llmmeter.ledger.default_directory`
+            (the zero-infrastructure mode); anything else has it off.
 
     Example::
 
@@ -65,18 +70,41 @@ def configure(
         config.set_settings(settings)
     settings = startup.run_once()  # the one start-up check (LLMMETER_ON_CONFIG_ERROR decides what a problem does)
     with _lock:
+        zero_infrastructure = tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider)
         provider = tracer_provider if tracer_provider is not None else _global_sdk_tracer_provider()
+        settings = _with_ledger(settings, ledger, zero_infrastructure)
         processor = find_processor(provider)
         if processor is None:
             processor = LLMMeterSpanProcessor(meter_provider=meter_provider, settings=settings)
             provider.add_span_processor(processor)
             shutdown.register(processor, provider, meter_provider)  # bounded exit export + summary
+        elif settings.ledger not in (None, "off"):  # set up before; the ledger asked for now
+            from llmmeter.ledger import attach
+
+            attach(processor, settings.ledger)
         sampling.record_genai_spans(provider)  # counted whatever the sampler decides (llmmeter.sampling)
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
     if instrument:
         instrument_all(provider)
     return processor
+
+
+def _with_ledger(settings: Settings, ledger: str | os.PathLike[str] | None, zero_infrastructure: bool) -> Settings:
+    """The settings with the ledger directory resolved (explicit argument, LLMMETER_LEDGER, or the default place
+    in the zero-infrastructure mode: no OTLP endpoint and no TracerProvider of the app's own)."""
+    configured = os.fspath(ledger) if ledger is not None else settings.ledger
+    if configured is None and not (zero_infrastructure and not summary.exporting()):
+        return settings
+    from llmmeter.ledger import resolve
+
+    directory = resolve(configured, zero_infrastructure=True)
+    resolved = str(directory) if directory is not None else "off"
+    if resolved == settings.ledger:
+        return settings
+    settings = dataclasses.replace(settings, ledger=resolved)
+    config.set_settings(settings)
+    return settings
 
 
 def _global_sdk_tracer_provider() -> TracerProvider:

@@ -156,6 +156,21 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._observer(self._requests),
             "LLM calls, by status, estimated and priced.",
         )
+        # Cache economics and estimate checks (issue 12): USD cache reads saved and cache writes cost above the
+        # uncached input rate, per label set like llmmeter.cost; the pre-call estimate's error; the table's age.
+        self._cache_savings: dict[tuple[Any, ...], list[Any]] = {}
+        self._cache_premium: dict[tuple[Any, ...], list[Any]] = {}
+        _observable_counter(meter, names.METRIC_CACHE_SAVINGS, self._observer(self._cache_savings),
+                            "USD cache reads saved against the uncached input rate (priced calls).")
+        _observable_counter(meter, names.METRIC_CACHE_WRITE_PREMIUM, self._observer(self._cache_premium),
+                            "USD cache writes cost above the uncached input rate (priced calls).")
+        self._estimate_error = _histogram(
+            meter, names.METRIC_ESTIMATE_ERROR, names.ESTIMATE_ERROR_BUCKETS,
+            "Pre-call input-token estimate divided by the provider's count (1: exact).",
+        )
+        meter.create_observable_gauge(names.METRIC_PRICE_TABLE_AGE, [_price_table_age],
+                                      names.METRIC_SPECS[names.METRIC_PRICE_TABLE_AGE][1],
+                                      "Seconds since the price table in force was published or fetched.")
         # Synchronous: it only moves when a value folds, which is rare by construction.
         self._overflow = _counter(
             meter, names.METRIC_ATTRIBUTION_OVERFLOW, "Calls whose attribution value folded into __overflow__."
@@ -179,9 +194,14 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._cache: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str], dict[str, str]]] = {}
         # The exit summary's rows; reading them counts the queued spans first.
         self.tally = Tally(before_read=self._deferred.drain)
-        # Callables given every counted call's CallRecord, once, off the app's thread (the ledger writer).
-        # A sink must not block: it runs on the counting thread. Its errors are logged, never raised.
-        self.sinks: list[Callable[[CallRecord], None]] = []
+        # Callables given every counted call's CallRecord and its span (the resource's service.name is only
+        # there), once, off the app's thread (the ledger writer). A sink must not block: it runs on the
+        # counting thread. Its errors are logged, never raised.
+        self.sinks: list[Callable[[CallRecord, ReadableSpan], None]] = []
+        if self.settings.ledger not in (None, "off"):  # the cost ledger (llmmeter.ledger), imported only when on
+            from llmmeter.ledger import attach
+
+            attach(self, self.settings.ledger, meter)
         # Whether the observable callbacks must drain the queue themselves (under the SDK's collection
         # lock): only until the readers drain it before collecting (llmmeter.deferred.drain_before_collect).
         self._global_meter = meter_provider is None
@@ -285,7 +305,7 @@ class LLMMeterSpanProcessor(SpanProcessor):
         self._record_call(call, span.context)
         for sink in self.sinks:
             try:
-                sink(call)
+                sink(call, span)
             except Exception:  # a sink (the ledger) must never stop the metrics
                 _log.debug("llmmeter: a call sink failed", exc_info=True)
 
@@ -311,6 +331,10 @@ class LLMMeterSpanProcessor(SpanProcessor):
             adds.append((tokens, _TOKEN_REASONING, None, reasoning))
         if cost:
             adds.append((self._cost, "cost", None, cost))
+        if call.cache_savings > 0:
+            adds.append((self._cache_savings, "cost", None, call.cache_savings))
+        if call.cache_write_premium > 0:
+            adds.append((self._cache_premium, "cost", None, call.cache_write_premium))
         adds.append((self._requests, status, _TRUE if call.priced else _FALSE, 1))
         self._add_sums(base, est, adds)
 
@@ -332,6 +356,10 @@ class LLMMeterSpanProcessor(SpanProcessor):
             self._duration.record(duration, semconv, context=exemplar)
         if call.time_to_first_chunk is not None:
             self._ttfc.record(call.time_to_first_chunk, semconv, context=exemplar)
+        estimated_input = call.attributes.get(names.LLMMETER_ESTIMATE_INPUT_TOKENS)
+        if estimated_input.__class__ is int and input_tokens and not call.estimated:
+            self._estimate_error.record(estimated_input / input_tokens,
+                                        self._estimate_labels(call.provider, call.model), context=exemplar)
 
         if not blocked:
             self.tally.record(
@@ -344,6 +372,15 @@ class LLMMeterSpanProcessor(SpanProcessor):
                 cost_usd=(cost or 0.0) if call.priced else None,
                 estimated=call.estimated,
             )
+
+    def _estimate_labels(self, provider: str | None, model: str | None) -> dict[str, str]:
+        """Labels of llmmeter.estimate.error: provider and model (request model, else response model)."""
+        labels = {}
+        if provider is not None:
+            labels[names.PROVIDER] = provider
+        if model is not None:
+            labels[names.REQUEST_MODEL] = model
+        return labels
 
     def _base_key(self, provider: str | None, operation: Any, model: str | None, attrs: Mapping[str, Any]) -> tuple:
         if not self._label_keys:
@@ -511,6 +548,8 @@ class LLMMeterSpanProcessor(SpanProcessor):
             for group in groups:
                 self._count_group(group)
             self._deferred.close()
+            for sink in self.sinks:
+                getattr(sink, "close", lambda: None)()
         except Exception:
             _log.debug("llmmeter: shutdown failed", exc_info=True)
 
@@ -521,6 +560,17 @@ class LLMMeterSpanProcessor(SpanProcessor):
         except Exception:
             _log.debug("llmmeter: force_flush failed", exc_info=True)
         return True
+
+
+def _price_table_age(options: CallbackOptions) -> list[Observation]:
+    """llmmeter.price_table.age: the table in force's age, once it is loaded (never loads it)."""
+    try:
+        from llmmeter.pricing import table_age_seconds
+
+        age = table_age_seconds()
+        return [] if age is None else [Observation(age)]
+    except Exception:
+        return []
 
 
 def _would_exceed(

@@ -142,6 +142,10 @@ class CallRecord:
     cost_source: str | None  # COST_SOURCE_* or None when not priced
     time_to_first_chunk: float | None
     attributes: Mapping[str, Any]  # the span's attributes as they are (attribution: llmmeter.attr.<key>)
+    # Cache economics (issue 12): USD the cache reads saved against the uncached input rate, and USD the cache
+    # writes cost above it; 0.0 when not priced or unknown.
+    cache_savings: float = 0.0
+    cache_write_premium: float = 0.0
 
     @property
     def model(self) -> str | None:
@@ -243,8 +247,9 @@ def read_call(span: ReadableSpan, attrs: Mapping[str, Any] | None = None) -> Cal
         status = STATUS_OK
 
     has_usage = input_tokens is not None or output_tokens is not None
-    cost, source = _cost_of(attrs, provider, response_model, request_model, has_usage, input_tokens,
-                            output_tokens, cache_read, cache_creation, cache_creation_1h, reasoning)
+    cost, source, savings, premium = _cost_of(attrs, provider, response_model, request_model, has_usage,
+                                              input_tokens, output_tokens, cache_read, cache_creation,
+                                              cache_creation_1h, reasoning)
     # A call that failed or was blocked before producing usage billed nothing: its cost is known (0).
     priced = cost is not None or (not has_usage and status != STATUS_OK)
     if cost is None and priced:
@@ -281,6 +286,8 @@ def read_call(span: ReadableSpan, attrs: Mapping[str, Any] | None = None) -> Cal
         cost_source=source if priced else None,
         time_to_first_chunk=float(ttfc) if ttfc is not None else None,
         attributes=attrs,
+        cache_savings=savings,
+        cache_write_premium=premium,
     )
 
 
@@ -296,16 +303,20 @@ def _cost_of(
     cache_creation: int,
     cache_creation_1h: int,
     reasoning: int,
-) -> tuple[float | None, str | None]:
-    """(USD, source) for the span, USD None when unknown. llmmeter's spans carry it; others are priced here."""
+) -> tuple[float | None, str | None, float, float]:
+    """(USD, source, cache savings, cache write premium) for the span, USD None when unknown. llmmeter's spans
+    carry them; others are priced here."""
     marked = attrs.get(names.LLMMETER_PRICED)
     if marked is not None:
         value = attrs.get(names.COST_USD)
         if marked is True and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return float(value), _source_on_span(attrs)
-        return None, None
+            savings = attrs.get(names.LLMMETER_CACHE_SAVINGS)
+            premium = attrs.get(names.LLMMETER_CACHE_WRITE_PREMIUM)
+            return (float(value), _source_on_span(attrs), savings if savings.__class__ is float else 0.0,
+                    premium if premium.__class__ is float else 0.0)
+        return None, None, 0.0, 0.0
     if not has_usage:
-        return None, None
+        return None, None, 0.0, 0.0
     usage = Usage(
         input=input_tokens,
         output=output_tokens,
@@ -321,14 +332,15 @@ def _cost_of(
         if not result.priced and request_model and request_model != response_model:
             result = price_usage(provider, request_model, usage)
         if result.priced and result.usd is not None:
-            return float(result.usd), COST_SOURCE_LOCAL
+            return (float(result.usd), COST_SOURCE_LOCAL, result.cache_savings or 0.0,
+                    result.cache_write_premium or 0.0)
     except Exception:  # a pricing bug leaves the call unpriced; it is still counted
         _log.debug("llmmeter: could not price a span", exc_info=True)
     # Not in our table: trust a positive cost another instrumentor computed (never a 0 guess).
     foreign = _first(attrs.get, CONVENTIONS["foreign_cost"])
     if isinstance(foreign, (int, float)) and not isinstance(foreign, bool) and 0 < foreign < 1e9:
-        return float(foreign), COST_SOURCE_FOREIGN
-    return None, None
+        return float(foreign), COST_SOURCE_FOREIGN, 0.0, 0.0
+    return None, None, 0.0, 0.0
 
 
 def _source_on_span(attrs: Mapping[str, Any]) -> str:

@@ -7,6 +7,15 @@ priced or recorded, so pricing and metrics never see provider differences:
   Anthropic reports input without cache; its translator adds them back.
 * ``reasoning`` is a subset of ``output``.
 * ``estimated`` names the counts that came from tiktoken instead of the provider.
+* ``audio_input`` / ``image_input`` are subsets of the uncached input, ``audio_output`` / ``image_output``
+  of output (OpenAI's audio/image token details, Gemini's per-modality counts): priced at their own rates.
+* ``service_tier`` is the tier the provider says it served the call at (OpenAI ``service_tier``, Anthropic
+  ``usage.service_tier``): flex, priority and batch have their own rates.
+* ``provider_cost`` is what the provider (OpenRouter's ``usage.cost``, a LiteLLM proxy's response-cost header)
+  says the call cost in USD; used instead of the local table when present.
+
+Every count is bounded by :data:`MAX_COUNT` and must be an int: :func:`usage_problem` is the one check,
+applied before anything is priced (:func:`as_count` applies the same bound to provider-reported values).
 """
 
 from __future__ import annotations
@@ -25,6 +34,12 @@ class Usage:
     cache_creation_1h: int = 0
     reasoning: int = 0
     estimated: frozenset[str] = field(default_factory=frozenset)
+    audio_input: int = 0
+    image_input: int = 0
+    audio_output: int = 0
+    image_output: int = 0
+    service_tier: str | None = None
+    provider_cost: float | None = None
 
     @property
     def is_estimated(self) -> bool:
@@ -53,6 +68,38 @@ def as_count(value: Any) -> int | None:
         if value != value or value < 0 or value > MAX_COUNT:  # NaN, negative, absurd
             return None
         return int(value)
+    return None
+
+
+_COUNT_FIELDS = ("input", "output", "cache_read", "cache_creation", "cache_creation_1h", "reasoning",
+                 "audio_input", "image_input", "audio_output", "image_output")
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why ``usage`` cannot be priced, or None when every count is an int in [0, MAX_COUNT] (input and output may
+    be None: not reported). The one place the bound and the types are checked before pricing: a count of
+    10**13 tokens or a float is a corrupt report, and pricing it would invent a bill ($2.5M) or hide one ($0)."""
+    i, o = usage.input, usage.output
+    if (  # the common case, checked inline (this runs on every priced call): two ints, no subsets, no cost
+        (i is None or (i.__class__ is int and 0 <= i <= MAX_COUNT))
+        and (o is None or (o.__class__ is int and 0 <= o <= MAX_COUNT))
+        and usage.cache_read.__class__ is int and not usage.cache_read
+        and not (usage.cache_creation or usage.cache_creation_1h or usage.reasoning or usage.audio_input
+                 or usage.image_input or usage.audio_output or usage.image_output)
+        and usage.provider_cost is None
+    ):
+        return None
+    for name in _COUNT_FIELDS:
+        value = getattr(usage, name)
+        if value is None and name in ("input", "output"):
+            continue
+        if type(value) is not int:
+            return f"{name}={value!r} is not an int"
+        if not 0 <= value <= MAX_COUNT:
+            return f"{name}={value} is outside [0, 10**12]"
+    cost = usage.provider_cost
+    if cost is not None and (type(cost) not in (int, float) or not 0 <= cost < 1e9):
+        return f"provider_cost={cost!r} is not a USD amount"
     return None
 
 

@@ -11,7 +11,8 @@ their prompt all fit and then overshoot together. The bound of one call is
   the number of choices when the request sets it (a hard bound); else the largest output this process has seen for the
   model in its last :data:`LEARNED_WINDOW` calls, once it has seen :data:`LEARNED_MIN_SAMPLES`; else
   :data:`DEFAULT_OUTPUT_TOKENS`;
-* dollars: those token bounds priced with :func:`llmmeter.pricing.price_usage` at the model's input and
+* dollars: those token bounds priced with :func:`llmmeter.pricing.bound_cost` (the highest rates the call could
+  be billed at; :func:`llmmeter.pricing.price_usage` when it has no bound) at the model's input and
   output rates (an unpriced model reserves $0: its calls are recorded at $0 as well).
 
 Tool schemas, images and audio are not in a prompt's text and not in its bound.
@@ -19,6 +20,7 @@ Tool schemas, images and audio are not in a prompt's text and not in its bound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -114,8 +116,11 @@ class Preflight:
             return self.input_bound if self._precise_input is None else self._precise_input
         if self._precise_input is None:
             self.tokenized = True
-            self._precise_input = min(self.input_bound,
-                                      estimate.prompt_token_count(self._prompt, self.request.model))
+            counted = estimate.prompt_token_count(self._prompt, self.request.model)
+            self._precise_input = min(self.input_bound, counted)
+            # The span records the estimate beside the provider's count (llmmeter.estimate.error).
+            with contextlib.suppress(Exception):
+                self.request.estimated_input = counted
         return self._precise_input
 
     def amount(self, unit: str, precise: bool = False) -> float:
@@ -126,9 +131,15 @@ class Preflight:
         if unit == UNIT_TOKENS:
             return float(input_tokens + self.output)
         try:
-            from llmmeter.pricing import price_usage
+            from llmmeter.pricing import bound_cost, price_usage
 
             request = self.request
+            tier = (request.attributes or {}).get(names.OPENAI_REQUEST_SERVICE_TIER)
+            # The highest rates the call could be billed at (cache writes incl. 1-hour, tier, long context).
+            bound = bound_cost(request.provider, request.model, input_tokens, self.output,
+                               service_tier=tier if isinstance(tier, str) else None)
+            if bound is not None:
+                return float(bound)
             cost = price_usage(request.provider, request.model, Usage(input=input_tokens, output=self.output))
             if cost.priced and cost.usd is not None:
                 return float(cost.usd)

@@ -47,7 +47,12 @@ def run_demo(console: Console, agent: bool = True, frameworks: bool = False) -> 
     span_processors, readers = _exporters()
     tracer_provider = TracerProvider(resource=resource)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=llmmeter_views())
-    processor = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, settings=settings)
+    from llmmeter.ledger import default_directory
+
+    # The demo always keeps its calls in the cost ledger, so `llmmeter report` works right after it.
+    ledger = settings.ledger if settings.ledger is not None else str(default_directory())
+    processor = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, settings=settings,
+                          ledger=ledger)
     for span_processor in span_processors:
         tracer_provider.add_span_processor(span_processor)
     estimate.warm_up(wait=True, timeout=30)
@@ -66,6 +71,9 @@ def run_demo(console: Console, agent: bool = True, frameworks: bool = False) -> 
     summary.render_summary(processor.tally, console)
     for run in framework_runs:
         console.print(f"agent framework run: {run.framework} / {run.agent}: {run.outcome}")
+    ledger_dir = config.settings().ledger
+    if ledger_dir not in (None, "off"):
+        console.print(f"every call is in the cost ledger {ledger_dir}: try `llmmeter report top --by user`")
     if span_processors:
         console.print(f"spans and metrics sent to {os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', 'the OTLP endpoint')}")
     tracer_provider.shutdown()

@@ -87,12 +87,16 @@ class _Handler(BaseHTTPRequestHandler):
             repeated = key in state.seen_prompts
             state.seen_prompts.add(key)
         cached = (prompt_tokens // 128) * 128 if repeated and prompt_tokens >= 1024 else 0
+        # Claude models (through an OpenAI-compatible endpoint) bill writing the cache: the first long prompt writes.
+        written = (prompt_tokens // 128) * 128 if not repeated and prompt_tokens >= 1024 and model.startswith(
+            "claude") else 0
         reasoning = completion_tokens // 2 if model.startswith(("o1", "o3", "o4")) else 0
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens + reasoning,
             "total_tokens": prompt_tokens + completion_tokens + reasoning,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0,
+                                      **({"cache_write_tokens": written} if written else {})},
             "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
         }
 

@@ -141,6 +141,8 @@ def normalize_usage(usage: Any, unmeasured: list[str] | None = None) -> Usage | 
         cache_creation=cache_write,
         cache_creation_1h=min(write_1h, cache_write),
         reasoning=min(thinking, output) if output is not None else 0,
+        # "standard" | "priority" | "batch": the tier the call was billed at (Messages API usage.service_tier)
+        service_tier=tier if isinstance(tier := field_of(usage, "service_tier"), str) else None,
     )
 
 

@@ -64,12 +64,40 @@ def normalize_usage(metadata: Any, unmeasured: list[str] | None = None) -> Usage
         if candidates is None:
             unmeasured.append("usage_metadata.candidates_token_count")
     input_tokens = None if prompt is None else prompt + tool_prompt
-    return Usage(
+    usage = Usage(
         input=input_tokens,
         output=None if candidates is None else candidates + thoughts,
         cache_read=min(cached, input_tokens) if input_tokens is not None else 0,
         reasoning=thoughts if candidates is not None else 0,
     )
+    if input_tokens is not None and candidates is not None:
+        _modalities(metadata, usage)
+    return usage
+
+
+def _by_modality(details: Any, modality: str) -> int:
+    """Sum of ``token_count`` over a ``*_tokens_details`` list's entries of ``modality`` (AUDIO, IMAGE)."""
+    total = 0
+    for item in details if isinstance(details, list) else ():
+        name = field_of(item, "modality")
+        name = getattr(name, "value", name)  # the SDK's MediaModality enum, or a plain string from a dict
+        if name == modality:
+            total += as_count(field_of(item, "token_count")) or 0
+    return total
+
+
+def _modalities(metadata: Any, usage: Usage) -> None:
+    """Gemini's per-modality counts: uncached audio/image input and audio/image output, at their own rates."""
+    prompt = field_of(metadata, "prompt_tokens_details")
+    cache = field_of(metadata, "cache_tokens_details")
+    output = field_of(metadata, "candidates_tokens_details")
+    audio_in = max(0, _by_modality(prompt, "AUDIO") - _by_modality(cache, "AUDIO"))
+    image_in = max(0, _by_modality(prompt, "IMAGE") - _by_modality(cache, "IMAGE"))
+    if audio_in + image_in <= (usage.input or 0) - usage.cache_read:
+        usage.audio_input, usage.image_input = audio_in, image_in
+    audio_out, image_out = _by_modality(output, "AUDIO"), _by_modality(output, "IMAGE")
+    if audio_out + image_out <= (usage.output or 0) - usage.reasoning:
+        usage.audio_output, usage.image_output = audio_out, image_out
 
 
 def _parts_text(candidate: Any, out: TextBuffer) -> None:

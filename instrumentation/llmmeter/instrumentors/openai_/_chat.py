@@ -32,6 +32,7 @@ from llmmeter.instrumentors.openai_._common import (
     endpoint,
     fill_input_estimate,
     given,
+    header_cost,
     is_stream_result,
     items,
     json_attribute,
@@ -102,22 +103,49 @@ def _typed_usage(raw: Any) -> Usage | None:
         return None
     if not 0 <= output <= MAX_TOKEN_COUNT:
         return None
-    cache_read = cache_write = reasoning = 0
+    cache_read = cache_write = reasoning = audio_in = audio_out = 0
     details = raw.prompt_tokens_details
     if details is not None:
         if type(details) is not _InputDetailsType or details.__pydantic_extra__:
             return None
         cache_read, cache_write = _count_or_zero(details.cached_tokens), _count_or_zero(details.cache_write_tokens)
-        if cache_read is None or cache_write is None or cache_read + cache_write > input_:
+        audio_in = _count_or_zero(details.audio_tokens)
+        if cache_read is None or cache_write is None or audio_in is None or \
+                cache_read + cache_write + audio_in > input_:
             return None
     details = raw.completion_tokens_details
     if details is not None:
         if type(details) is not _OutputDetailsType or details.__pydantic_extra__:
             return None
         reasoning = _count_or_zero(details.reasoning_tokens)
-        if reasoning is None or reasoning > output:
+        audio_out = _count_or_zero(details.audio_tokens)
+        if reasoning is None or audio_out is None or reasoning + audio_out > output:
             return None
-    return Usage(input=input_, output=output, cache_read=cache_read, cache_creation=cache_write, reasoning=reasoning)
+    # No extra fields anywhere: no image counts and no provider cost to read (see _modalities).
+    return Usage(input=input_, output=output, cache_read=cache_read, cache_creation=cache_write, reasoning=reasoning,
+                 audio_input=audio_in, audio_output=audio_out)
+
+
+def _modalities(raw: Any, usage: Usage) -> Usage:
+    """Audio and image token subsets (``prompt_tokens_details.audio_tokens`` / ``image_tokens``,
+    ``completion_tokens_details.audio_tokens`` / ``image_tokens``), priced at their own rates, and a cost the
+    provider reported in the usage block (OpenRouter's ``usage.cost``, USD)."""
+    prompt = field_of(raw, "prompt_tokens_details")
+    completion = field_of(raw, "completion_tokens_details")
+    if prompt is not None:
+        usage.audio_input = count(field_of(prompt, "audio_tokens")) or 0
+        usage.image_input = count(field_of(prompt, "image_tokens")) or 0
+        if usage.audio_input + usage.image_input + usage.cache_read + usage.cache_creation > (usage.input or 0):
+            usage.audio_input = usage.image_input = 0
+    if completion is not None:
+        usage.audio_output = count(field_of(completion, "audio_tokens")) or 0
+        usage.image_output = count(field_of(completion, "image_tokens")) or 0
+        if usage.audio_output + usage.image_output + usage.reasoning > (usage.output or 0):
+            usage.audio_output = usage.image_output = 0
+    cost = field_of(raw, "cost")
+    if cost.__class__ in (int, float) and 0 <= cost < 1e9:
+        usage.provider_cost = float(cost)
+    return usage
 
 
 def chat_usage(raw: Any, notes: list[str]) -> Usage | None:
@@ -139,7 +167,7 @@ def chat_usage(raw: Any, notes: list[str]) -> Usage | None:
     if cache_write is None:
         cache_write = count(field_of(raw, "cache_write_tokens"))
     reasoning = count(field_of(field_of(raw, "completion_tokens_details"), "reasoning_tokens"))
-    return build_usage(input_, output, cache_read or 0, cache_write or 0, reasoning or 0, notes)
+    return _modalities(raw, build_usage(input_, output, cache_read or 0, cache_write or 0, reasoning or 0, notes))
 
 
 # --- request side -------------------------------------------------------------------------------
@@ -299,6 +327,10 @@ class ChatTranslation(Translation):
         info.finish_reasons = _finish_reasons(choices)
         usage = chat_usage(field_of(obj, "usage"), info.unmeasured)
         info.attributes = _response_attributes(obj)
+        if usage is not None:  # the tier the call was served at picks its rates
+            usage.service_tier = text(field_of(obj, "service_tier"))
+            if usage.provider_cost is None:
+                usage.provider_cost = header_cost(result)
         if usage is None or usage.output is None or request.capture:
             outputs = [_choice_output(c) for c in choices]
             info.output_text = "".join(t for texts, _ in outputs for t in texts)
@@ -419,6 +451,8 @@ class ChatStreamAccumulator(StreamAccumulator):
         tier = text(self.tier)
         info.attributes = {names.OPENAI_RESPONSE_SERVICE_TIER: tier} if tier else {}
         usage = chat_usage(self.usage_raw, info.unmeasured)
+        if usage is not None:
+            usage.service_tier = tier
         if usage is None or usage.output is None:
             info.output_text = "".join(b.text() for b in (*self.texts.values(), self.other))
         if self.other.truncated or self.text0.truncated or (

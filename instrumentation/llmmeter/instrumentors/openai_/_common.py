@@ -17,10 +17,11 @@ from typing import Any
 from llmmeter import estimate, names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
 from llmmeter.instrumentors._sdk import TextBuffer, given  # noqa: F401  (re-exported)
-from llmmeter.usage import Usage, as_count, field_of
+from llmmeter.usage import MAX_COUNT, Usage, as_count, field_of
 
-# Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes.
-MAX_TOKEN_COUNT = 10**12
+# Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes. The bound is
+# written once, in llmmeter.usage (MAX_COUNT), which also refuses to price beyond it.
+MAX_TOKEN_COUNT = MAX_COUNT
 
 # Notes for names.LLMMETER_UNMEASURED: what could not be read, and why.
 NOTE_USAGE_MISSING = "usage_missing"
@@ -199,6 +200,19 @@ def unwrap_raw(request: RequestInfo, result: Any) -> tuple[Any, str | None]:
     if kind in ("APIResponse", "AsyncAPIResponse"):
         return None, NOTE_RAW_STREAM if request.stream else NOTE_RAW_UNREAD
     return result, None
+
+
+def header_cost(result: Any) -> float | None:
+    """A LiteLLM proxy's per-response cost header (``x-litellm-response-cost``, USD) on a ``with_raw_response``
+    result; None otherwise. The SDK's parsed objects keep no headers, so a plain call cannot carry it."""
+    if type(result).__name__ != "LegacyAPIResponse":
+        return None
+    try:
+        raw = result.headers.get(names.LITELLM_RESPONSE_COST_HEADER)
+        value = float(raw) if raw is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if value is not None and 0 <= value < 1e9 else None
 
 
 def is_stream_result(request: RequestInfo, result: Any) -> bool:

@@ -164,6 +164,8 @@ def _read_response(request: Any, response: Any, info: ResponseInfo, streamed_tex
     tier = text(field_of(response, "service_tier"))
     info.attributes = {names.OPENAI_RESPONSE_SERVICE_TIER: tier} if tier else {}
     usage = responses_usage(field_of(response, "usage"), info.unmeasured)
+    if usage is not None:  # the tier the call was served at picks its rates
+        usage.service_tier = tier
     if usage is None or usage.output is None or request.capture:
         texts, parts = _output(response)
         info.output_text = "".join(texts) if texts or streamed_text is None else streamed_text
