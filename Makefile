@@ -41,6 +41,10 @@ dashboards: $(VENV)/.installed-test
 collector:
 	bash scripts/build-collector.sh
 
+.PHONY: bench-startup
+bench-startup: $(VENV)/.installed-test
+	$(PY) benchmarks/bench_startup.py
+
 # Agent-framework overhead (benchmarks/bench_frameworks.py): llmmeter vs OpenInference vs OpenLLMetry on one Agents SDK run.
 bench-frameworks: $(VENV)/.installed-test
 	$(PY) -m pip install -q -e '.[bench-frameworks]'

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ci_env import on_ci
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.metrics import MeterProvider
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 _untimed = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 hypothesis_settings.register_profile("untimed", **_untimed)
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, **_untimed)
-hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "untimed")
+hypothesis_settings.load_profile("ci" if on_ci() else "untimed")
 
 # The zero-infrastructure cost ledger (llmmeter.ledger.default_directory) of every test and test subprocess goes
 # to a scratch directory, never to the home directory of the machine running the suite.
@@ -43,6 +44,7 @@ class Telemetry:
     processor: Any
 
     def spans(self) -> list[ReadableSpan]:
+        settle()
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
@@ -52,6 +54,7 @@ class Telemetry:
 
     def metric_points(self, name: str) -> list[Any]:
         """Every data point of metric ``name`` collected now (sum points and histogram points)."""
+        settle()
         data = self.reader.get_metrics_data()
         points: list[Any] = []
         if data is None:
@@ -73,6 +76,13 @@ class Telemetry:
         return total
 
 
+def settle() -> None:
+    """Let calls handed to llmmeter's estimate worker finish: their spans end there (llmmeter.background)."""
+    from llmmeter import background
+
+    assert background.settle(timeout=60), "llmmeter's estimate worker did not finish within 60 s"
+
+
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
     from llmmeter.processor import LLMMeterSpanProcessor
@@ -87,3 +97,32 @@ def telemetry() -> Iterator[Telemetry]:
     yield Telemetry(tracer_provider, meter_provider, exporter, reader, processor)
     tracer_provider.shutdown()
     meter_provider.shutdown()
+
+
+_LLMMETER_INSTRUMENTORS: list[type] | None = None
+
+
+def _llmmeter_instrumentor_classes() -> list[type]:
+    global _LLMMETER_INSTRUMENTORS
+    if _LLMMETER_INSTRUMENTORS is None:
+        from opentelemetry.util._importlib_metadata import entry_points
+
+        _LLMMETER_INSTRUMENTORS = [
+            ep.load() for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llmmeter_")
+        ]
+    return _LLMMETER_INSTRUMENTORS
+
+
+@pytest.fixture(autouse=True)
+def _instrumentors_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test passes alone and in any order (pytest-randomly shuffles them): an instrumentor a test left
+    instrumented would send later tests' spans to that test's throwaway provider. A leak is undone here and
+    fails the test that leaked, so it gets fixed where it happens."""
+    before = {cls for cls in _llmmeter_instrumentor_classes() if cls().is_instrumented_by_opentelemetry}
+    yield
+    leaked = [cls for cls in _llmmeter_instrumentor_classes()
+              if cls().is_instrumented_by_opentelemetry and cls not in before]
+    for cls in leaked:
+        cls().uninstrument()
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left instrumented: {', '.join(c.__name__ for c in leaked)}")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
+from ci_env import missing
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLLECTOR_DIR = ROOT / "collector"
@@ -37,11 +37,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path:
         return path
-    message = f"{name} not found ({INSTALL_HINT})"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    missing(f"{name} not found ({INSTALL_HINT})")
 
 
 def free_port() -> int:

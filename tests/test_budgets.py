@@ -17,8 +17,6 @@ from llmmeter import budgets, names
 from llmmeter.config import ConfigError
 from llmmeter.errors import BudgetExceeded
 from llmmeter.hooks import GuardError
-from llmmeter.pricing import price_usage
-from llmmeter.usage import Usage
 
 PROMPT, COMPLETION = 10, 5  # what CountingServer reports for every call
 
@@ -29,10 +27,16 @@ def tel(telemetry):
         yield telemetry
 
 
+# gpt-4o-mini as published (https://platform.openai.com/docs/pricing, and the shipped prices.json):
+# $0.15 per million input tokens, $0.60 per million output tokens.
+GPT_4O_MINI_IN_PER_M, GPT_4O_MINI_OUT_PER_M = 0.15, 0.60
+
+
 def call_cost() -> float:
-    cost = price_usage("openai", "gpt-4o-mini", Usage(input=PROMPT, output=COMPLETION))
-    assert cost.priced and cost.usd
-    return cost.usd
+    """One CountingServer call, by hand: 10 x $0.15/M + 5 x $0.60/M = $0.0000015 + $0.000003 = $0.0000045."""
+    cost = (PROMPT * GPT_4O_MINI_IN_PER_M + COMPLETION * GPT_4O_MINI_OUT_PER_M) / 1_000_000
+    assert cost == pytest.approx(0.0000045)
+    return cost
 
 
 # --- declarations ----------------------------------------------------------------------------------

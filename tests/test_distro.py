@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +15,11 @@ from llmmeter.distro import LLMMeterConfigurator, LLMMeterDistro, attach_to_glob
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
+from startup_runs import instrumented_run
 from test_pipeline import fresh_otel_globals, llm_span, llmmeter_processors
 
 __all__ = ["fresh_otel_globals"]  # the fixture, imported for this module's tests
 
-BIN = os.path.dirname(sys.executable)
 
 
 def test_entry_points_are_registered() -> None:
@@ -130,16 +129,7 @@ def test_post_instrument_hook_without_an_sdk_does_nothing(fresh_otel_globals: No
 
 
 def _instrumented_run(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
-    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
-    env.update(env_extra)
-    return subprocess.run(
-        [os.path.join(BIN, "opentelemetry-instrument"), sys.executable, "-c", "print('app ran')"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return instrumented_run(env_extra)
 
 
 def test_bad_env_value_fails_fast_under_opentelemetry_instrument() -> None:

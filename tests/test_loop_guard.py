@@ -113,6 +113,10 @@ def test_a_call_refused_by_a_budget_does_not_count_toward_max_llm_calls(telemetr
             hooks.BEFORE_CALL[:] = [h for h in hooks.BEFORE_CALL if getattr(h, "__module__", "") != agents.__name__]
             budgets.add("tenant=acme: 1 calls/day hard")
             agents._install()
+        else:  # an earlier test may have registered the budget hook already: put it after the agent's
+            hooks.BEFORE_CALL[:] = [h for h in hooks.BEFORE_CALL
+                                    if getattr(h, "__module__", "") != "llmmeter.budgets.enforcement"]
+            agents._install()
         with attribution.attributes(tenant="acme"), agents.agent("bot", max_llm_calls=2) as run:
             budgets.add("tenant=acme: 1 calls/day hard")
             names_in_order = [getattr(h, "__module__", "") for h in hooks.BEFORE_CALL]

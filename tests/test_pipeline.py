@@ -107,9 +107,17 @@ def test_settings_argument_becomes_the_process_settings(fresh_otel_globals: None
 
 def test_instrument_all_respects_disabled_instrumentations(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "llmmeter_openai, llmmeter_anthropic")
+    before = {ep.name for ep in entry_points(group="opentelemetry_instrumentor")
+              if ep.name.startswith("llmmeter_") and ep.load()().is_instrumented_by_opentelemetry}
     done = instrument_all(TracerProvider())
-    assert "llmmeter_openai" not in done and "llmmeter_anthropic" not in done
-    assert all(name.startswith("llmmeter_") for name in done)
+    try:
+        assert "llmmeter_openai" not in done and "llmmeter_anthropic" not in done
+        assert all(name.startswith("llmmeter_") for name in done)
+        assert {"llmmeter_cohere", "llmmeter_mistral", "llmmeter_google_genai"} <= set(done)
+    finally:  # the instrumentors were attached to a throwaway provider: never leave them for later tests
+        for ep in entry_points(group="opentelemetry_instrumentor"):
+            if ep.name in done and ep.name not in before:
+                ep.load()().uninstrument()
 
 
 def test_instrument_all_instruments_llmmeter_instrumentors_only(monkeypatch: pytest.MonkeyPatch) -> None:

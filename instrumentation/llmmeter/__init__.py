@@ -20,8 +20,11 @@ from llmmeter.attribution import configure as configure_attribution
 from llmmeter.cache import cached, record_cache
 from llmmeter.config import ConfigError
 from llmmeter.errors import AgentLoopDetected, BudgetExceeded, BudgetStoreUnavailable
+from llmmeter.hooks import GuardError
 from llmmeter.outcomes import record_outcome
 from llmmeter.pipeline import configure
+from llmmeter.processor import LLMMeterSpanProcessor
+from llmmeter.views import llmmeter_views
 
 try:
     __version__ = _metadata.version("llmmeter")
@@ -33,6 +36,8 @@ __all__ = [
     "BudgetExceeded",
     "BudgetStoreUnavailable",
     "ConfigError",
+    "GuardError",
+    "LLMMeterSpanProcessor",
     "Run",
     "__version__",
     "agent",
@@ -42,6 +47,7 @@ __all__ = [
     "configure",
     "configure_attribution",
     "current_run",
+    "llmmeter_views",
     "pricing",
     "record_cache",
     "record_outcome",

@@ -30,8 +30,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llmmeter import _providers, hooks, names
-from llmmeter.errors import AgentLoopDetected
+from llmmeter import _providers, background, hooks, names
+from llmmeter.errors import AgentLoopDetected, error_type
 
 _log = logging.getLogger("llmmeter.agents")
 
@@ -340,11 +340,6 @@ def _install() -> None:
 # --- spans ------------------------------------------------------------------------------------------
 
 
-def _error_type(error: BaseException) -> str:
-    cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
 # What each entered agent/tool scope must undo at exit, per context (thread / asyncio task), innermost
 # last, with the scope object that pushed it. Not on the object: one ``agent(...)`` object may be entered
 # by many threads and tasks at once, and each exit must end its own span and reset its own tokens.
@@ -442,7 +437,7 @@ def _safe_signature(func: Callable[..., Any]) -> inspect.Signature | None:
 
 def _end(span: trace.Span, error: BaseException | None) -> None:
     if error is not None:
-        span.set_attribute(names.ERROR_TYPE, _error_type(error))
+        span.set_attribute(names.ERROR_TYPE, error_type(error))
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
     span.end()
 
@@ -518,6 +513,7 @@ class agent(_Scope):  # lower-case: used like a function, `with llmmeter.agent("
 
 
 def _finish_run(run: Run, error: BaseException | None) -> None:
+    background.wait_for_context()  # a call of this run may still be counted off-thread (llmmeter.background)
     span = run.span
     span.set_attributes(run.totals())
     if run.stopped_by is not None:

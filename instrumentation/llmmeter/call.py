@@ -19,7 +19,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
-from llmmeter import estimate, hooks, names
+from llmmeter import background, estimate, hooks, names
+from llmmeter.errors import error_type
 from llmmeter.pricing import Cost, price_usage  # the table itself loads lazily, on the first call priced
 from llmmeter.usage import Usage
 
@@ -64,6 +65,9 @@ class ResponseInfo:
     unmeasured: list[str] = field(default_factory=list)  # what could not be read, and why
     attributes: dict[str, AttributeValue] | None = None
     chunks: int | None = None
+    # For an input estimate when usage is missing, instead of request.prompt_text: the texts to count and
+    # the tokens to add (a provider's chat-format overhead), captured when the call finished.
+    input_texts: tuple[tuple[str, ...], int] | None = None
 
 
 class LLMCall:
@@ -100,13 +104,42 @@ class LLMCall:
         estimate_reason: str | None = None,
         blocked: bool = False,
     ) -> None:
-        """Record the outcome and end the span. Never raises."""
+        """Record the outcome and end the span. Never raises.
+
+        A call whose token counts must be estimated from a long text (or before the vocabulary is loaded)
+        is handed to :mod:`llmmeter.background` with its texts captured now, so the app does not wait
+        for the tokenizer; the span then ends when the estimate is ready.
+        """
         if self._ended:
             return
         self._ended = True
+        texts: _Texts | None = None
+        try:
+            texts = self._estimate_texts(response, error, estimate_reason)
+            if texts is not None and self._defer(response, error, estimate_reason, blocked, texts):
+                return
+        except Exception:
+            _log.debug("llmmeter: could not hand an estimate over", exc_info=True)
+        self._complete(response, error, estimate_reason, blocked, texts, wait=False)
+
+    def _defer(
+        self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool,
+        texts: _Texts,
+    ) -> bool:
+        chars = len(texts.input or "") + len(texts.output or "") + sum(map(len, texts.input_parts or ()))
+        model = (response.model if response is not None else None) or self.request.model
+        if chars <= INLINE_ESTIMATE_CHARS and estimate.is_ready(model):
+            return False  # cheaper to count here than to hand over
+        estimate.prepare(model)
+        return background.submit(lambda: self._complete(response, error, reason, blocked, texts, wait=True), chars)
+
+    def _complete(
+        self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool,
+        texts: _Texts | None, wait: bool,
+    ) -> None:
         span = self.span
         try:
-            self._record(response, error, estimate_reason, blocked)
+            self._record(response, error, reason, blocked, texts, wait)
         except Exception:  # a translator or pricing bug must not reach the app
             _log.debug("llmmeter: could not record an LLM call", exc_info=True)
             try:
@@ -119,8 +152,33 @@ class LLMCall:
             except Exception:
                 pass
 
+    def _estimate_texts(
+        self, response: ResponseInfo | None, error: BaseException | None, reason: str | None
+    ) -> _Texts | None:
+        """The texts to count, captured on the app's thread (the app may change its messages list later);
+        None when nothing needs an estimate. A call that failed before any output (HTTP error) produced no
+        billable tokens, so it is not estimated."""
+        produced_output = response is not None and (error is None or reason is not None)
+        usage = response.usage if response is not None else None
+        if not produced_output or (usage is not None and usage.input is not None and usage.output is not None):
+            return None
+        texts = _Texts()
+        if (usage is None or usage.input is None) and response.input_texts is not None:  # type: ignore[union-attr]
+            texts.input_parts, texts.input_extra = response.input_texts  # type: ignore[union-attr]
+        elif usage is None or usage.input is None:
+            texts.input = ""
+            if self.request.prompt_text is not None:
+                try:
+                    texts.input = self.request.prompt_text()
+                except Exception:
+                    texts.input = ""
+        if usage is None or usage.output is None:
+            texts.output = response.output_text or ""  # type: ignore[union-attr]
+        return texts
+
     def _record(
-        self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool
+        self, response: ResponseInfo | None, error: BaseException | None, reason: str | None, blocked: bool,
+        texts: _Texts | None = None, wait: bool = False,
     ) -> None:
         span = self.span
         request = self.request
@@ -140,11 +198,9 @@ class LLMCall:
         if self.first_chunk_ns is not None:
             attrs[names.TIME_TO_FIRST_CHUNK] = (self.first_chunk_ns - self.start_ns) / 1e9
 
-        # Estimate what the provider did not report. A call that failed before any output (HTTP
-        # error) produced no billable tokens, so it is not estimated.
-        produced_output = response is not None and (error is None or reason is not None)
-        if produced_output and (usage is None or usage.input is None or usage.output is None):
-            usage = self._estimate(usage, response, reason or REASON_NO_USAGE)
+        # Estimate what the provider did not report (texts: see _estimate_texts).
+        if texts is not None and response is not None:
+            usage = self._estimate(usage, response, texts, wait)
             response.usage = usage  # after-call hooks (budgets, agent runs) see what the span says
 
         if usage is not None:
@@ -182,7 +238,7 @@ class LLMCall:
         if blocked:
             attrs[names.LLMMETER_BLOCKED] = True
         if error is not None:
-            attrs[names.ERROR_TYPE] = _error_type(error)
+            attrs[names.ERROR_TYPE] = error_type(error)
             span.set_status(Status(StatusCode.ERROR, _safe_message(error)))
         span.set_attributes(attrs)
 
@@ -192,26 +248,24 @@ class LLMCall:
             except Exception:
                 _log.debug("llmmeter: after-call hook failed", exc_info=True)
 
-    def _estimate(self, usage: Usage | None, response: ResponseInfo, reason: str) -> Usage:
-        request = self.request
+    def _estimate(self, usage: Usage | None, response: ResponseInfo, texts: _Texts, wait: bool) -> Usage:
         estimated = set(usage.estimated) if usage is not None else set()
         result = usage if usage is not None else Usage()
-        model = response.model or request.model
+        model = response.model or self.request.model
         methods = set()
-        if result.input is None:
-            text = ""
-            if request.prompt_text is not None:
-                try:
-                    text = request.prompt_text()
-                except Exception:
-                    text = ""
-            count, method = estimate.count_tokens(text, model)
-            result.input = count
+        if texts.input is not None:
+            result.input, method = estimate.count_tokens(texts.input, model, wait=wait)
             methods.add(method)
             estimated.add("input")
-        if result.output is None:
-            count, method = estimate.count_tokens(response.output_text or "", model)
-            result.output = count
+        elif texts.input_parts is not None:
+            result.input = texts.input_extra
+            for part in texts.input_parts:
+                count, method = estimate.count_tokens(part, model, wait=wait)
+                result.input += count
+                methods.add(method)
+            estimated.add("input")
+        if texts.output is not None:
+            result.output, method = estimate.count_tokens(texts.output, model, wait=wait)
             methods.add(method)
             estimated.add("output")
         result.estimated = frozenset(estimated)
@@ -219,6 +273,20 @@ class LLMCall:
             response.unmeasured.append("tokenizer_not_ready")
         return result
 
+
+# Estimates of at most this many characters run on the app's thread once the vocabulary is loaded
+# (tens of microseconds to a few milliseconds); longer ones go to the background worker.
+INLINE_ESTIMATE_CHARS = 32_768
+
+
+@dataclass(slots=True)
+class _Texts:
+    """What to count for a call's estimate: None where the provider reported the count."""
+
+    input: str | None = None
+    output: str | None = None
+    input_parts: tuple[str, ...] | None = None  # instead of input: ResponseInfo.input_texts
+    input_extra: int = 0
 
 _STANDARD_TIER_NAMES = frozenset({"default", "standard", "auto"})  # tiers billed at the standard rates
 
@@ -262,11 +330,6 @@ def _pricing_attributes(
         attrs[names.LLMMETER_CACHE_WRITE_PREMIUM] = cost.cache_write_premium
 
 
-def _error_type(error: BaseException) -> str:
-    cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _safe_message(error: BaseException) -> str:
     """The exception's class only: SDK error messages can echo request headers or keys."""
     return type(error).__name__
@@ -294,6 +357,8 @@ def start_call(tracer: Tracer, request: RequestInfo) -> LLMCall | None:
     except Exception:
         _log.debug("llmmeter: could not start a span", exc_info=True)
         return None
+    if hooks.BEFORE_CALL:
+        background.wait_for_context()  # guards read earlier calls' counts: let this flow's estimates land
     for hook in hooks.BEFORE_CALL:
         try:
             hook(request, span)

@@ -129,21 +129,38 @@ def prices_update(
 
 @app.command("check-config")
 def check_config() -> None:
-    """Validate every LLMMETER_* setting, the price file and the budgets file, as start-up would."""
-    from llmmeter.config import Settings
+    """Validate every LLMMETER_* setting, the price file and the budgets, with the check start-up runs.
 
+    Exit 0: start-up would succeed as configured. 2: start-up would stop (LLMMETER_ON_CONFIG_ERROR=exit,
+    the default). 1: start-up would go on with the named parts disabled (LLMMETER_ON_CONFIG_ERROR=warn).
+    """
+    from rich.markup import escape
+
+    from llmmeter import config, startup
+    from llmmeter.summary import _console
+
+    err = _console(sys.stderr, soft_wrap=True)  # a message is one line, never folded
     try:
-        settings = Settings.from_env()
-        from llmmeter import pricing
-
-        pricing.get_price_table()
-        from llmmeter.frameworks import guards
-
-        guards.load()  # LLMMETER_AGENT_GUARDS: per-agent loop-guard limits for framework runs
-    except ConfigError as exc:
-        Console(stderr=True).print(f"[red]llmmeter: {exc}[/red]")
+        config.set_settings(None)
+        report = startup.check()
+    except ConfigError as exc:  # the policy variable itself is bad
+        err.print(f"[red]llmmeter: {escape(str(exc))}[/red]", highlight=False)
         raise typer.Exit(2) from None
-    typer.echo(json.dumps(settings.__dict__, indent=2, default=list))
+    for name, closest in report.unknown_variables:
+        err.print(f"[yellow]llmmeter: warning: {escape(config.unknown_variable_message(name, closest))}[/yellow]",
+                  highlight=False)
+    if report.fatal:
+        for problem in report.problems:
+            err.print(f"[red]llmmeter: {escape(str(problem.error))}[/red]", highlight=False)
+        err.print(f"[red]start-up would stop (exit {startup.EXIT_CONFIG_ERROR}); "
+                  f"{config.ENV_ON_CONFIG_ERROR}=warn would start with these parts disabled[/red]", highlight=False)
+        raise typer.Exit(2)
+    for problem in report.problems:
+        err.print(f"[yellow]llmmeter: {escape(str(problem.error))}: start-up goes on with {problem.part} "
+                  f"disabled ({escape(problem.disabled)})[/yellow]", highlight=False)
+    typer.echo(json.dumps(report.settings.__dict__, indent=2, default=list))
+    if report.problems:
+        raise typer.Exit(1)
 
 
 # --- llmmeter reconcile ------------------------------------------------------------------------------

@@ -27,33 +27,27 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_PROTOCOL
 from opentelemetry.sdk.trace import TracerProvider
 
-from llmmeter import config, estimate, sampling, shutdown, summary
+from llmmeter import config, sampling, shutdown, summary
 from llmmeter.config import ConfigError, Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
+from llmmeter.startup import EXIT_CONFIG_ERROR  # one exit code for start-up and check-config
 
 _log = logging.getLogger(__name__)
 _attach_lock = threading.Lock()
 
-EXIT_CONFIG_ERROR = 2
 
 
 def validate_settings() -> Settings:
-    """Read and validate every ``LLMMETER_*`` setting (and the price table) now, at start-up.
+    """Read and validate every ``LLMMETER_*`` setting, the price table and the budgets now, at start-up.
 
-    Raises :class:`ConfigError` naming the variable (or file), the field and the value.
+    :func:`llmmeter.startup.run`, the one check ``llmmeter check-config`` also runs. Raises
+    :class:`ConfigError` naming the variable (or file), the field and the value, unless
+    ``LLMMETER_ON_CONFIG_ERROR=warn`` keeps the app up with the broken part disabled.
     """
-    config.set_settings(None)
-    settings = Settings.from_env()
-    config.set_settings(settings)
-    try:
-        from llmmeter.pricing import get_price_table
-    except ImportError:  # pricing not installed in this build: nothing to validate
-        return settings
-    get_price_table()  # loads LLMMETER_PRICE_FILE now: a bad file fails here, not on the first call
-    from llmmeter import budgets
+    from llmmeter import startup
 
-    budgets.configure_from_env_once()  # LLMMETER_BUDGETS_FILE / LLMMETER_BUDGETS / the Redis store URL
-    return settings
+    config.set_settings(None)
+    return startup.run()
 
 
 def _fail_fast(error: ConfigError) -> None:
@@ -116,11 +110,10 @@ def _zero_infrastructure_ledger() -> None:
 
 
 def _activate(processor: LLMMeterSpanProcessor, tracer_provider: Any = None) -> None:
-    """What every setup path does once a processor is attached: exit summary, tokenizer warm-up, and
+    """What every setup path does once a processor is attached: exit summary, and
     GenAI spans recorded whatever the sampler decides (:mod:`llmmeter.sampling`)."""
     sampling.record_genai_spans(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
     shutdown.register(processor, tracer_provider)  # bounded exit export, then the summary
-    estimate.warm_up()  # background thread: estimates are ready by the first stream without usage
 
 
 class LLMMeterConfigurator(_OTelSDKConfigurator):

@@ -41,11 +41,11 @@ class BudgetExceeded(GuardError):
         self.unit = unit
         self.resets_at = resets_at
         self.in_flight = in_flight  # reserved by calls still running when this one was refused
-        spent_text = "unknown (spend store unavailable)" if spent is None else _amount(spent, unit)
-        flight_text = f" (+{_amount(in_flight, unit)} in flight)" if in_flight else ""
+        spent_text = "unknown (spend store unavailable)" if spent is None else amount_text(spent, unit)
+        flight_text = f" (+{amount_text(in_flight, unit)} in flight)" if in_flight else ""
         super().__init__(
             f"llmmeter budget {budget.name!r} exceeded for {budget.key}={value}: spent {spent_text}{flight_text} of "
-            f"{_amount(limit, unit)} per {budget.window_text}; resets at {resets_at.isoformat()}"
+            f"{amount_text(limit, unit)} per {budget.window_text}; resets at {resets_at.isoformat()}"
         )
 
 
@@ -80,7 +80,14 @@ class AgentLoopDetected(GuardError):
         super().__init__(f"llmmeter loop guard stopped agent {agent!r}: {text}")
 
 
-def _amount(value: float, unit: str) -> str:
+def amount_text(value: float, unit: str) -> str:
+    """An amount of a budget unit as people read it: ``$0.0123``, ``1500 tokens``, ``3 calls``."""
     if unit == "usd":
         return f"${value:.4f}"
     return f"{value:g} {unit}"
+
+
+def error_type(error: BaseException) -> str:
+    """``error.type`` of a span: the exception's qualified class name (builtins without the module)."""
+    cls = type(error)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"

@@ -344,6 +344,12 @@ METRIC_SPECS[METRIC_ATTRIBUTION_NORMALIZED] = (KIND_COUNTER, "{value}")
 BUDGET_IN_FLIGHT = "llmmeter.budget.in_flight"
 BUDGET_RESERVATION = "llmmeter.budget.reservation"
 
+# --- start-up configuration kept up despite an error (LLMMETER_ON_CONFIG_ERROR=warn) --------------------
+# One point per broken part ("settings", "price_file", "budgets_file", "budgets", "budget_store"), value 1
+# for as long as the process runs with that part disabled: an alert on `> 0` finds every such process.
+METRIC_CONFIG_ERRORS = "llmmeter.config.errors"  # observable counter, {error}, by LABEL_CONFIG_PART
+LABEL_CONFIG_PART = "llmmeter.config.part"
+METRIC_SPECS[METRIC_CONFIG_ERRORS] = (KIND_COUNTER, "{error}")
 
 # --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
 # Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside

@@ -18,7 +18,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISA
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
-from llmmeter import _providers, budgets, config, estimate, sampling, shutdown, summary
+from llmmeter import _providers, config, sampling, shutdown, startup, summary
 from llmmeter.config import Settings
 from llmmeter.processor import LLMMeterSpanProcessor, find_processor
 
@@ -68,7 +68,7 @@ def configure(
     """
     if settings is not None:
         config.set_settings(settings)
-    settings = config.settings()
+    settings = startup.run_once()  # the one start-up check (LLMMETER_ON_CONFIG_ERROR decides what a problem does)
     with _lock:
         zero_infrastructure = tracer_provider is None and not isinstance(trace.get_tracer_provider(), TracerProvider)
         provider = tracer_provider if tracer_provider is not None else _global_sdk_tracer_provider()
@@ -78,7 +78,6 @@ def configure(
             processor = LLMMeterSpanProcessor(meter_provider=meter_provider, settings=settings)
             provider.add_span_processor(processor)
             shutdown.register(processor, provider, meter_provider)  # bounded exit export + summary
-            estimate.warm_up()
         elif settings.ledger not in (None, "off"):  # set up before; the ledger asked for now
             from llmmeter.ledger import attach
 
@@ -86,7 +85,6 @@ def configure(
         sampling.record_genai_spans(provider)  # counted whatever the sampler decides (llmmeter.sampling)
     if tracer_provider is not None or meter_provider is not None:
         _providers.use(tracer_provider, meter_provider)  # agent/tool spans and guard metrics follow the app's
-    budgets.configure_from_env_once()
     if instrument:
         instrument_all(provider)
     return processor

@@ -201,29 +201,56 @@ def register(tally: Tally, mode: str) -> bool:
     return True
 
 
+# Configuration problems the process runs with (LLMMETER_ON_CONFIG_ERROR=warn): printed at exit even when no
+# LLM call was made, because a disabled budget or price file is exactly what must not go unnoticed.
+MAX_PROBLEMS = 20
+_problems: list[str] = []
+
+
+def add_problem(text: str) -> None:
+    """A line for the exit summary about a part of llmmeter disabled at start-up (bounded, deduplicated)."""
+    with _register_lock:
+        if text not in _problems and len(_problems) < MAX_PROBLEMS:
+            _problems.append(text)
+
+
+def problems() -> tuple[str, ...]:
+    with _register_lock:
+        return tuple(_problems)
+
+
+def render_problems(console: Any) -> bool:
+    lines = problems()
+    for line in lines:
+        console.print(f"[bold red]llmmeter: {line}[/]")
+    return bool(lines)
+
+
 NOT_EXPORTED = (
     "spans and metrics were not exported: no exporter is configured "
     "(set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector)"
 )
 
 
-def _console(file: Any) -> Any:
-    """A console for the table: real width on a terminal, 120 columns in a log (rich's 80 folds the table)."""
+LOG_WIDTH = 200  # columns when the output is not a terminal (a log, CI): rich's default 80 folds numbers
+
+
+def _console(file: Any, *, soft_wrap: bool = False) -> Any:
+    """llmmeter's one console-width policy (exit summary, demo, CLI): the terminal's width on a terminal,
+    :data:`LOG_WIDTH` columns anywhere else, so a cost or model name is never folded or cut in a log.
+    ``soft_wrap``: for message lines, which stay one line whatever the width (grep-able)."""
     from rich.console import Console
 
-    console = Console(file=file)
-    return console if console.is_terminal else Console(file=file, width=120)
+    console = Console(file=file, soft_wrap=soft_wrap)
+    return console if console.is_terminal else Console(file=file, width=LOG_WIDTH, soft_wrap=soft_wrap)
 
 
 def print_summary(tally: Tally, footer: str | None = None) -> bool:
     """Print the table on stderr (what the exit handler does); False when nothing was printed. Never raises."""
     try:
-        from rich.console import Console
-
-        console = Console(file=sys.stderr)
-        if not console.is_terminal:  # a log file or CI: no width to fit, never cut a number
-            console = Console(file=sys.stderr, width=200)
-        return render_summary(tally, console, footer)
+        console = _console(sys.stderr)
+        printed = render_summary(tally, console, footer)
+        return render_problems(console) or printed
     except Exception:  # at exit, a broken terminal must not turn into a traceback
         return False
 

@@ -42,9 +42,11 @@ coroutine in ``asyncio.run`` inside the callable):
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llmmeter.usage import Usage
@@ -135,9 +137,12 @@ def _entry_field(entry: Any, name: str) -> Any:
     return getattr(entry, name, None)
 
 
-def price_entry(price_key: str) -> dict[str, Any]:
-    """The raw entry (LiteLLM field names) of the active price table for ``price_key`` (``Cost.price_key``)."""
-    from llmmeter.pricing import get_price_table
+SHIPPED_PRICES = Path(__file__).resolve().parents[2] / "instrumentation" / "llmmeter" / "pricing" / "prices.json"
 
-    entry = get_price_table()[price_key]
-    return entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+
+def price_entry(price_key: str) -> dict[str, Any] | None:
+    """The entry for ``price_key`` (``Cost.price_key``) as written in the shipped price FILE (LiteLLM field
+    names, USD per token), read with json, not through llmmeter.pricing: the rates of the oracle do not come
+    from the code under test. None for a key the file does not have (a zero-priced provider like ollama/*)."""
+    with open(SHIPPED_PRICES, encoding="utf-8") as handle:
+        return json.load(handle).get(price_key)

@@ -65,6 +65,7 @@ __all__ = [
     "load",
     "load_file",
     "parse_spec",
+    "read_env",
     "spent",
 ]
 
@@ -156,6 +157,19 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> list[Budget]
 
     Meant for start-up (llmmeter's setup calls it): a bad file or variable raises ConfigError there.
     """
+    found, store, on_error = read_env(environ)
+    configure(store=store, on_store_error=on_error)
+    if found:
+        _enforcer.add(found)
+    return found
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> tuple[list[Budget], SpendStore | None, str]:
+    """(budgets, store or None for in-memory, on_store_error) from the budget variables, changing nothing.
+
+    Raises ConfigError for the first bad variable (llmmeter.startup checks each on its own under
+    ``LLMMETER_ON_CONFIG_ERROR=warn``).
+    """
     env = os.environ if environ is None else environ
     found: list[Budget] = []
     path = env.get(ENV_BUDGETS_FILE)
@@ -173,21 +187,21 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> list[Budget]
                               f"got a value starting {raw_store[:8]!r}")
         try:
             store = RedisStore(raw_store)
-        except (ImportError, ValueError) as exc:
+        except ImportError:
+            raise ConfigError(f"environment variable {ENV_BUDGET_STORE}: a Redis store needs the redis package, "
+                              "which is not installed: pip install 'llmmeter[redis]'") from None
+        except ValueError as exc:
             # The URL may hold a password: name the problem, never echo the value.
             raise ConfigError(f"environment variable {ENV_BUDGET_STORE}: cannot use the Redis URL it names "
                               f"({type(exc).__name__})") from None
-    configure(store=store, on_store_error=on_error)
-    if found:
-        _enforcer.add(found)
-    return found
+    return found, store, on_error
 
 
 
 _env_loaded = False
 
 
-def configure_from_env_once() -> list[Budget]:
+def configure_from_env_once(environ: Mapping[str, str] | None = None) -> list[Budget]:
     """:func:`configure_from_env` the first time it is called in a process; later calls do nothing.
 
     Both start-up paths (the distro under ``opentelemetry-instrument`` and :func:`llmmeter.configure`) call
@@ -196,6 +210,6 @@ def configure_from_env_once() -> list[Budget]:
     global _env_loaded
     if _env_loaded:
         return []
-    found = configure_from_env()
+    found = configure_from_env(environ)
     _env_loaded = True
     return found

@@ -27,10 +27,10 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from llmmeter import _providers, attribution, hooks, names
-from llmmeter.budgets.model import MODE_HARD, UNIT_CALLS, UNIT_TOKENS, UNIT_USD, Budget
+from llmmeter.budgets.model import MODE_HARD, UNIT_CALLS, UNIT_TOKENS, Budget
 from llmmeter.budgets.preflight import OutputBounds, Preflight
 from llmmeter.budgets.store import InMemoryStore, SpendStore, StoreUnavailable
-from llmmeter.errors import BudgetExceeded, BudgetStoreUnavailable
+from llmmeter.errors import BudgetExceeded, BudgetStoreUnavailable, amount_text
 
 _log = logging.getLogger("llmmeter.budgets")
 
@@ -260,7 +260,7 @@ class Enforcer:
             counter.add(1, {names.LABEL_BUDGET: budget.name, names.LABEL_THRESHOLD: label})
             _log.warning(
                 "llmmeter budget %r: %s=%s crossed %d%% of its limit (spent %s of %s per %s, %s mode, resets %s)",
-                budget.name, budget.key, entry.value, round(threshold * 100), _amount(after, budget.unit),
+                budget.name, budget.key, entry.value, round(threshold * 100), amount_text(after, budget.unit),
                 budget.limit_text, budget.window_text, budget.mode, resets_at.isoformat(),
             )
 
@@ -295,8 +295,6 @@ def _tokens(attrs: Mapping[str, Any], usage: Any) -> int:
     return total
 
 
-def _amount(value: float, unit: str) -> str:
-    return f"${value:.4f}" if unit == UNIT_USD else f"{value:g} {unit}"
 
 
 def _event_attrs(entry: _Entry, spent: float | None, resets_at: datetime) -> dict[str, Any]:

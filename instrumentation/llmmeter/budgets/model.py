@@ -21,7 +21,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from llmmeter.attribution import sanitize_value
@@ -122,9 +121,6 @@ class Budget:
         start = int(now // self.window_seconds) * self.window_seconds
         return start, start + self.window_seconds
 
-    def resets_at(self, now: float) -> datetime:
-        return datetime.fromtimestamp(self.window(now)[1], tz=timezone.utc)
-
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
@@ -213,10 +209,25 @@ def parse_match(raw: object, source: str = "budget", where: str = "match") -> tu
         raise _fail(source, where, "expected 'key=value' (e.g. tenant=acme, user=*) or '*'", raw)
     if not isinstance(key, str) or not _KEY_OK.match(key):
         raise _fail(source, where, "the key must be an attribution key like tenant, user, feature, or 'model'", key)
+    _check_known_key(key, source, where)
     value = "" if value is None else str(value)
     if value != ANY and sanitize_value(value) is None:
         raise _fail(source, where, "the value must be 1-128 letters, digits, space or _.:@/+=-, or '*'", value)
     return key, value
+
+
+def _check_known_key(key: str, source: str, where: str) -> None:
+    """A budget on a key llmmeter never reads (``tennant=acme``) would never apply: spending stays unlimited."""
+    from llmmeter.attribution import allowed_keys
+    from llmmeter.config import closest_name
+
+    known = (*allowed_keys(), KEY_MODEL)
+    if key in known:
+        return
+    closest = closest_name(key, known)
+    hint = f"did you mean {closest!r}? " if closest else ""
+    raise _fail(source, where, f"unknown key {key!r}, so this budget would never apply ({hint}known keys: "
+                f"{', '.join(known)}; add label keys with LLMMETER_LABEL_KEYS)", key)
 
 
 def parse_mode(raw: object, source: str = "budget", where: str = "mode") -> str:

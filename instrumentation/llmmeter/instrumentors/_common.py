@@ -1,19 +1,18 @@
 """Small pieces every non-OpenAI/Anthropic instrumentor needs, kept in one place so they are not copied.
 
-* :func:`given` / :func:`str_or_none` / :func:`number_attributes`: read SDK call arguments, whose
-  "not passed" sentinels differ per SDK (``NOT_GIVEN``, ``omit``, ``UNSET``, Fern's ``OMIT = ...``).
-* :class:`TextBuffer`: the bounded output text a stream keeps for an estimate when its usage never comes.
+* :func:`str_or_none` / :func:`number_attributes`: read SDK call arguments (``given``, ``TextBuffer`` and
+  ``find_class`` live in :mod:`llmmeter.instrumentors._sdk` and are re-exported here).
 * :func:`async_iterator_wrapper`: for SDK methods that are plain ``def``s returning an async iterator
   (async generator functions), which neither ``sync_wrapper`` (no proxy for async iteration) nor
   ``async_wrapper`` (awaits the result) fits.
-* :class:`Targets`: the (module, class, method) -> wrapper table of one instrumentor, wrapped on
-  ``instrument()`` and restored on ``uninstrument()``. It keeps no per-instance state because
-  ``BaseInstrumentor`` is a singleton whose ``__init__`` may run again between the two.
+* :class:`Targets`: the (module, class, method) -> wrapper table of one instrumentor, wrapped when the app
+  imports each module (post-import hooks, see :func:`instrument_targets`) and restored on
+  ``uninstrument()``. It keeps no per-instance state because ``BaseInstrumentor`` is a singleton whose
+  ``__init__`` may run again between the two.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,20 +23,11 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Tracer
 
 from llmmeter.call import AttributeValue
+from llmmeter.instrumentors._sdk import MAX_TEXT_CHARS, TextBuffer, find_class, given  # noqa: F401  (re-exported)
 from llmmeter.instrumentors._wrap import Translation, begin_call, is_ours, mark_ours, unwrap_ours
 from llmmeter.streams import AsyncStreamProxy
 
 _log = logging.getLogger(__name__)
-
-# Output text kept per stream for an estimate. A response is bounded by max_tokens anyway; the cap only
-# guards memory against a misbehaving server.
-MAX_TEXT_CHARS = 1_000_000
-_SENTINEL_TYPES = frozenset({"Omit", "NotGiven", "Unset", "ellipsis", "_NotGiven"})
-
-
-def given(value: Any) -> bool:
-    """False for None and for the SDKs' "argument not passed" sentinels."""
-    return value is not None and value is not Ellipsis and type(value).__name__ not in _SENTINEL_TYPES
 
 
 def str_or_none(value: Any) -> str | None:
@@ -62,24 +52,6 @@ def finish_reasons(values: Iterable[Any]) -> tuple[str, ...] | None:
         if isinstance(value, str) and value:
             out.append(value.lower())
     return tuple(out) or None
-
-
-class TextBuffer:
-    """Output text collected from stream chunks, capped at :data:`MAX_TEXT_CHARS`."""
-
-    __slots__ = ("_len", "_parts")
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._len = 0
-
-    def add(self, text: Any) -> None:
-        if isinstance(text, str) and text and self._len < MAX_TEXT_CHARS:
-            self._parts.append(text)
-            self._len += len(text)
-
-    def text(self) -> str:
-        return "".join(self._parts)
 
 
 def async_iterator_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:
@@ -112,22 +84,20 @@ class Target:
     make: Callable[[Callable[[], Tracer]], Callable[..., Any]]  # get_tracer -> wrapt wrapper
 
 
-def find_class(module_name: str, class_name: str) -> type | None:
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name, None)
-    except Exception:  # an SDK version without that module
-        return None
-    return cls if isinstance(cls, type) else None
-
-
 class Targets:
     """The methods one instrumentor wraps; absent ones (other SDK versions) are skipped quietly."""
 
     def __init__(self, targets: Iterable[Target]) -> None:
         self.targets = tuple(targets)
 
-    def wrap(self, get_tracer: Callable[[], Tracer]) -> None:
+    def modules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(target.module for target in self.targets))
+
+    def wrap(self, get_tracer: Callable[[], Tracer], module: str | None = None) -> None:
+        """Wrap every target (importing its module), or only those of ``module`` (already imported)."""
         for target in self.targets:
+            if module is not None and target.module != module:
+                continue
             cls = find_class(target.module, target.cls)
             if cls is None or target.method not in cls.__dict__:
                 _log.debug("llmmeter: %s.%s.%s not in this SDK version", target.module, target.cls, target.method)
@@ -138,7 +108,7 @@ class Targets:
 
     def unwrap(self) -> None:
         for target in self.targets:
-            cls = find_class(target.module, target.cls)
+            cls = find_class(target.module, target.cls, import_=False)  # a module never imported was never wrapped
             if cls is not None:
                 unwrap_ours(cls, target.method)
 
@@ -152,20 +122,46 @@ class Targets:
         return pairs
 
 
-def instrument_targets(targets: Targets, scope: str, version: str, kwargs: Mapping[str, Any]) -> None:
-    """What every ``_instrument`` does: validate settings at start-up, make the tracer, warm the tokenizer, wrap."""
+class _Generation:
+    """One ``instrument()``: the post-import hooks it registered act only while it is the current one."""
+
+    __slots__ = ()
+
+
+def instrument_targets(
+    owner: type, targets: Targets, scope: str, version: str, kwargs: Mapping[str, Any]
+) -> None:
+    """What every ``_instrument`` does: validate settings, make the tracer, wrap each SDK module when the
+    app imports it (now, for modules already imported).
+
+    Post-import hooks (``wrapt.register_post_import_hook``) keep start-up free of SDK imports: an app that
+    never imports ``anthropic`` never pays its ~1.9 s of import CPU because the SDK is installed. A hook
+    cannot be unregistered, so each one checks that its ``instrument()`` is still the current one:
+    after ``uninstrument()`` (or a new ``instrument()``) it does nothing.
+    """
     from opentelemetry import trace
 
-    from llmmeter import config, estimate
+    from llmmeter import config
 
     config.settings()  # a bad LLMMETER_* / capture variable fails here, at start-up, not mid-call
     tracer = trace.get_tracer(scope, version, tracer_provider=kwargs.get("tracer_provider"))
-    estimate.warm_up()  # vocabularies load in the background, never on an app's call
+    generation = _Generation()
+    owner._llmmeter_generation = generation  # type: ignore[attr-defined]
 
     def get_tracer() -> Tracer:
         return tracer
 
-    targets.wrap(get_tracer)
+    for module_name in targets.modules():
+
+        def on_import(module: Any, module_name: str = module_name) -> None:
+            if getattr(owner, "_llmmeter_generation", None) is not generation:
+                return  # uninstrumented (or instrumented again) since this hook was registered
+            try:
+                targets.wrap(get_tracer, module_name)
+            except Exception:  # never break the app's import
+                _log.warning("llmmeter: could not instrument %s", module_name, exc_info=True)
+
+        wrapt.register_post_import_hook(on_import, module_name)
 
 
 class TargetsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -178,12 +174,14 @@ class TargetsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     targets: Targets
     dependencies: tuple[str, ...] = ()
     version = "0.1.0"
+    scope: str | None = None  # the tracer's instrumentation scope; default the provider module's name
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.dependencies
 
     def _instrument(self, **kwargs: Any) -> None:
-        instrument_targets(self.targets, type(self).__module__, self.version, kwargs)
+        instrument_targets(type(self), self.targets, self.scope or type(self).__module__, self.version, kwargs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        type(self)._llmmeter_generation = None  # type: ignore[attr-defined]  # pending import hooks: no-ops
         self.targets.unwrap()

@@ -32,18 +32,18 @@ import functools
 import importlib
 import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Tracer
 
 from llmmeter import names
 from llmmeter.call import AttributeValue, LLMCall, RequestInfo, ResponseInfo, start_call
 from llmmeter.config import settings
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, is_ours, mark_ours, sync_wrapper, unwrap_ours
+from llmmeter.instrumentors._common import Target, Targets, TargetsInstrumentor
+from llmmeter.instrumentors._sdk import TextBuffer, given
+from llmmeter.instrumentors._wrap import Translation, async_wrapper, mark_ours, sync_wrapper
 from llmmeter.streams import AsyncStreamProxy, StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
@@ -51,9 +51,6 @@ _log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("anthropic >= 0.40",)
 _VERSION = "0.1.0"
-# Output text kept for an estimate when a stream ends before its usage arrives. A response is bounded by
-# max_tokens anyway; this cap only guards against a misbehaving server.
-_MAX_TEXT_CHARS = 1_000_000
 
 # (module, class, method, kind); kind: "call" (create/parse) or "stream" (the stream() manager).
 _RESOURCE_METHODS: tuple[tuple[str, str, str, str], ...] = tuple(
@@ -223,11 +220,6 @@ def _output_messages(parts: list[dict[str, Any]], finish: str | None) -> str:
 # --- translation -------------------------------------------------------------------------------------
 
 
-def _given(value: Any) -> bool:
-    """False for the SDK's ``omit`` / ``NOT_GIVEN`` sentinels and None."""
-    return value is not None and type(value).__name__ not in ("Omit", "NotGiven")
-
-
 class MessagesTranslation(Translation):
     """Reads ``messages.create`` / ``parse`` / ``stream`` calls (plain and beta: same wire format)."""
 
@@ -258,7 +250,7 @@ class MessagesTranslation(Translation):
             attrs.update(_input_content_attributes(kwargs))
 
         def prompt_text() -> str:
-            texts = [_content_text(kwargs.get("system")) if _given(kwargs.get("system")) else ""]
+            texts = [_content_text(kwargs.get("system")) if given(kwargs.get("system")) else ""]
             for message in kwargs.get("messages") or ():
                 texts.append(_content_text(field_of(message, "content")))
             return "\n".join(t for t in texts if t)
@@ -320,15 +312,14 @@ class MessagesAccumulator(StreamAccumulator):
     """Reads ``RawMessageStreamEvent``s: ids and input usage from ``message_start``, stop reason and the
     cumulative usage from ``message_delta``, text deltas only for an estimate or opted-in content."""
 
-    __slots__ = ("_capture", "_final", "_stop", "_text", "_text_len", "id", "model", "usage_fields")
+    __slots__ = ("_capture", "_final", "_stop", "_text", "id", "model", "usage_fields")
 
     def __init__(self, capture: bool = False) -> None:
         super().__init__()
         self._capture = capture
         self._final = False  # a message_delta with usage arrived: output_tokens is the final count
         self._stop: str | None = None
-        self._text: list[str] = []
-        self._text_len = 0
+        self._text = TextBuffer()
         self.id: str | None = None
         self.model: str | None = None
         self.usage_fields: dict[str, Any] = {}
@@ -340,9 +331,7 @@ class MessagesAccumulator(StreamAccumulator):
                 return
             delta = field_of(chunk, "delta")
             text = field_of(delta, "text") or field_of(delta, "thinking") or field_of(delta, "partial_json")
-            if isinstance(text, str) and self._text_len < _MAX_TEXT_CHARS:
-                self._text.append(text)
-                self._text_len += len(text)
+            self._text.add(text)
         elif kind == "message_start":
             message = field_of(chunk, "message")
             self.id = _str_or_none(field_of(message, "id"))
@@ -380,7 +369,7 @@ class MessagesAccumulator(StreamAccumulator):
             # message_start's output_tokens is a running count of the first chunk, not the total.
             usage.output = None
             usage.reasoning = 0
-        text = "".join(self._text)
+        text = self._text.text()
         info = ResponseInfo(
             model=self.model,
             id=self.id,
@@ -518,58 +507,31 @@ def _stream_method_wrapper(
 # --- the instrumentor ------------------------------------------------------------------------------------
 
 
-class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Measures every Messages API call of the ``anthropic`` SDK (see the module docstring for what and how)."""
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _INSTRUMENTS
-
-    def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, _VERSION, tracer_provider=kwargs.get("tracer_provider"))
-
-        def get_tracer() -> Tracer:
-            return tracer
-
-        call = MessagesTranslation()
-        stream = MessagesTranslation(force_stream=True)
-        for module_name, class_name, method, kind in _RESOURCE_METHODS:
-            cls = _find_class(module_name, class_name)
-            if cls is None or method not in cls.__dict__:
-                continue
-            async_ = class_name.startswith("Async")
-            if kind == "stream":
-                wrapper = _stream_method_wrapper(get_tracer, stream, async_)
-            elif async_:
-                wrapper = async_wrapper(get_tracer, call)
-            else:
-                wrapper = sync_wrapper(get_tracer, call)
-            self._wrap(cls, method, wrapper)
-        for module_name, class_name, async_ in _STREAM_HELPERS:
-            cls = _find_class(module_name, class_name)
-            if cls is not None:
-                self._wrap(cls, "__init__", _stream_helper_init(async_))
-
-    def _wrap(self, cls: type, method: str, wrapper: Callable[..., Any]) -> None:
-        if is_ours(cls.__dict__[method]):  # already wrapped by llmmeter
-            return
-        wrapt.wrap_function_wrapper(cls, method, wrapper)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        # BaseInstrumentor is a singleton whose __init__ runs again on every AnthropicInstrumentor() call, so
-        # nothing is remembered on the instance: the targets are derived again and our wrappers recognised.
-        for module_name, class_name, method, _ in _RESOURCE_METHODS:
-            cls = _find_class(module_name, class_name)
-            if cls is not None:
-                unwrap_ours(cls, method)
-        for module_name, class_name, _ in _STREAM_HELPERS:
-            cls = _find_class(module_name, class_name)
-            if cls is not None:
-                unwrap_ours(cls, "__init__")
+def _target(module: str, cls: str, method: str, kind: str) -> Target:
+    async_ = cls.startswith("Async")
+    if kind == "stream":
+        translation = MessagesTranslation(force_stream=True)
+        return Target(module, cls, method, lambda get_tracer: _stream_method_wrapper(get_tracer, translation, async_))
+    make = async_wrapper if async_ else sync_wrapper
+    return Target(module, cls, method, lambda get_tracer: make(get_tracer, MessagesTranslation()))
 
 
-def _find_class(module_name: str, class_name: str) -> type | None:
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name, None)
-    except Exception:  # an SDK version without that module
-        return None
-    return cls if isinstance(cls, type) else None
+TARGETS = Targets(
+    [
+        *(_target(*row) for row in _RESOURCE_METHODS),
+        *(Target(module, cls, "__init__", lambda _get_tracer, a=async_: _stream_helper_init(a))
+          for module, cls, async_ in _STREAM_HELPERS),
+    ]
+)
+
+
+class AnthropicInstrumentor(TargetsInstrumentor):
+    """Measures every Messages API call of the ``anthropic`` SDK (see the module docstring for what and how).
+
+    Each module is wrapped when the app imports it (at once if it already has): an app that has the SDK
+    installed but never imports it pays nothing for it at start-up.
+    """
+
+    targets = TARGETS
+    dependencies = _INSTRUMENTS
+    version = _VERSION

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from llmmeter import config, estimate
+from llmmeter import config
 from llmmeter.frameworks import _runs
 from llmmeter.instrumentors._wrap import async_wrapper, sync_wrapper
 from llmmeter.instrumentors.openai_._chat import ChatTranslation
@@ -118,7 +118,6 @@ class LiteLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         global _tracer
         config.settings()
         _tracer = trace.get_tracer(TRACER_NAME, tracer_provider=kwargs.get("tracer_provider"))
-        estimate.warm_up()
         LiteLLMInstrumentor._wrapped = _runs.wrap_targets("litellm", TARGETS)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -24,22 +24,11 @@ that indexes ``chunk.choices[0]`` on every chunk breaks on it, which is why it i
 
 from __future__ import annotations
 
-import importlib
-import logging
-from collections.abc import Collection
-from typing import Any
-
-import wrapt
-from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-
-from llmmeter import config, estimate
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper, unwrap_ours
+from llmmeter.instrumentors._common import Target, Targets, TargetsInstrumentor
+from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
 from llmmeter.instrumentors.openai_._chat import ChatTranslation
 from llmmeter.instrumentors.openai_._legacy import CompletionsTranslation, EmbeddingsTranslation
 from llmmeter.instrumentors.openai_._responses import ResponsesTranslation
-
-_log = logging.getLogger(__name__)
 
 TRACER_NAME = "llmmeter.instrumentors.openai"
 _chat, _responses = ChatTranslation(), ResponsesTranslation()
@@ -62,49 +51,18 @@ TARGETS: tuple[tuple[str, str, str, Translation, bool], ...] = (
 )
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("llmmeter")
-    except Exception:
-        return "0"
+def _target(module: str, cls: str, method: str, translation: Translation, is_async: bool) -> Target:
+    make = async_wrapper if is_async else sync_wrapper
+    return Target(module, cls, method, lambda get_tracer: make(get_tracer, translation))
 
 
-def _target_class(module_name: str, class_name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module_name), class_name, None)
-    except ImportError:
-        return None
+class OpenAIInstrumentor(TargetsInstrumentor):
+    """``OpenAIInstrumentor().instrument(tracer_provider=...)``; entry point ``llmmeter_openai``.
 
+    Each resource module is wrapped when the app imports it (at once if it already has); uninstrument
+    restores it, and never removes another instrumentor's wrapper (see ``_wrap.unwrap_ours``).
+    """
 
-class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """``OpenAIInstrumentor().instrument(tracer_provider=...)``; entry point ``llmmeter_openai``."""
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("openai >= 1.40",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()  # a bad LLMMETER_* / capture variable fails here, at start-up, not mid-call
-        tracer = trace.get_tracer(TRACER_NAME, _version(), kwargs.get("tracer_provider"))
-        estimate.warm_up()  # tokenizer vocabularies load in the background, never on an app's call
-
-        def get_tracer() -> trace.Tracer:
-            return tracer
-
-        for module_name, class_name, method, translation, is_async in TARGETS:
-            cls = _target_class(module_name, class_name)
-            if cls is None or not callable(getattr(cls, method, None)):
-                _log.debug("llmmeter: %s.%s.%s not in this openai version", module_name, class_name, method)
-                continue
-            make = async_wrapper if is_async else sync_wrapper
-            wrapt.wrap_function_wrapper(cls, method, make(get_tracer, translation))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        # BaseInstrumentor is a singleton whose __init__ may run again: derive the targets, keep no state.
-        # unwrap_ours() also recognises the *bound* wrapper of ours that OTel's unwrap() leaves behind when
-        # another instrumentor wrapped ours and was removed first, and never removes another's wrapper.
-        for module_name, class_name, method, _, _ in TARGETS:
-            cls = _target_class(module_name, class_name)
-            if cls is not None:
-                unwrap_ours(cls, method)
+    targets = Targets(_target(*row) for row in TARGETS)
+    dependencies = ("openai >= 1.40",)
+    scope = TRACER_NAME

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import wrapt
+
 from llmmeter import config, names
 from llmmeter.call import ResponseInfo
 from llmmeter.instrumentors._wrap import Translation
@@ -54,20 +56,34 @@ CHAT_FIELDS: tuple[tuple[str, str, type], ...] = (
 )
 _MAX_FINISH_REASONS = 16
 
-try:  # the SDK's chunk types, for the typed fast path of ChatStreamAccumulator
-    from openai.types.chat.chat_completion_chunk import ChatCompletionChunk as _ChunkType
-    from openai.types.chat.chat_completion_chunk import Choice as _ChoiceType
-    from openai.types.chat.chat_completion_chunk import ChoiceDelta as _DeltaType
-except ImportError:  # pragma: no cover - an SDK without these types: generic path only
-    _ChunkType = _ChoiceType = _DeltaType = None
+# The SDK's chunk and usage types, for the typed fast paths of ChatStreamAccumulator and chat_usage. Bound
+# when the app imports openai (a post-import hook): importing openai here would cost every process that has
+# the SDK installed ~1 s of start-up CPU whether it uses openai or not. Until then (and for an SDK without
+# these types) they are None and the generic path reads everything.
+_ChunkType: Any = None
+_ChoiceType: Any = None
+_DeltaType: Any = None
+_UsageType: Any = None
+_InputDetailsType: Any = None
+_OutputDetailsType: Any = None
 
 
-try:  # the SDK's usage types, for the typed fast path of chat_usage
-    from openai.types.completion_usage import CompletionTokensDetails as _OutputDetailsType
-    from openai.types.completion_usage import CompletionUsage as _UsageType
-    from openai.types.completion_usage import PromptTokensDetails as _InputDetailsType
-except ImportError:  # pragma: no cover - an SDK without these types: generic path only
-    _UsageType = _InputDetailsType = _OutputDetailsType = None
+def _bind_chunk_types(module: Any) -> None:
+    global _ChunkType, _ChoiceType, _DeltaType
+    _ChunkType = getattr(module, "ChatCompletionChunk", None)
+    _ChoiceType = getattr(module, "Choice", None)
+    _DeltaType = getattr(module, "ChoiceDelta", None)
+
+
+def _bind_usage_types(module: Any) -> None:
+    global _UsageType, _InputDetailsType, _OutputDetailsType
+    _UsageType = getattr(module, "CompletionUsage", None)
+    _InputDetailsType = getattr(module, "PromptTokensDetails", None)
+    _OutputDetailsType = getattr(module, "CompletionTokensDetails", None)
+
+
+wrapt.register_post_import_hook(_bind_chunk_types, "openai.types.chat.chat_completion_chunk")
+wrapt.register_post_import_hook(_bind_usage_types, "openai.types.completion_usage")
 
 
 def _count_or_zero(value: Any) -> int | None:

@@ -9,19 +9,19 @@ shape llmmeter does not understand must leave the app's call untouched.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from llmmeter import estimate, names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
+from llmmeter.instrumentors._sdk import TextBuffer, given  # noqa: F401  (re-exported)
 from llmmeter.usage import MAX_COUNT, Usage, as_count, field_of
 
 # Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes. The bound is
 # written once, in llmmeter.usage (MAX_COUNT), which also refuses to price beyond it.
 MAX_TOKEN_COUNT = MAX_COUNT
-# Bound on the text a stream accumulator keeps for an output estimate (characters).
-MAX_ACCUMULATED_CHARS = 2_000_000
 
 # Notes for names.LLMMETER_UNMEASURED: what could not be read, and why.
 NOTE_USAGE_MISSING = "usage_missing"
@@ -64,11 +64,6 @@ class OpenAIRequest(RequestInfo):
     # (tokens, method, notes): the prompt's size with the chat-format overhead, for when usage is missing.
     input_estimate: Callable[[], tuple[int, str, list[str]]] | None = None
     capture: bool = False  # content capture opted in (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
-
-
-def given(value: Any) -> bool:
-    """True unless ``value`` is None or the SDK's "not given" sentinel (``omit`` / ``NOT_GIVEN``)."""
-    return value is not None and type(value).__name__ not in ("Omit", "NotGiven")
 
 
 def arg(kwargs: dict[str, Any], name: str) -> Any:
@@ -227,7 +222,16 @@ def is_stream_result(request: RequestInfo, result: Any) -> bool:
 # --- estimates ----------------------------------------------------------------------------------
 
 
+# While fill_input_estimate runs an estimator, count_texts only collects the texts: they are counted later,
+# off the app's thread when they are long (llmmeter.call hands the call to llmmeter.background).
+_collector = threading.local()
+
+
 def count_texts(texts: Iterable[str], model: str | None) -> tuple[int, str]:
+    sink = getattr(_collector, "texts", None)
+    if sink is not None:
+        sink.extend(piece for piece in texts if piece)
+        return 0, estimate.METHOD_TIKTOKEN
     total = 0
     method = estimate.METHOD_TIKTOKEN
     for piece in texts:
@@ -268,27 +272,31 @@ def chat_overhead(messages: int) -> int:
 
 
 def fill_input_estimate(request: RequestInfo, usage: Usage | None, response: ResponseInfo) -> Usage | None:
-    """When the provider reported no input count, estimate it from the request (chat overhead included).
+    """When the provider reported no input count, capture what to count for it (chat overhead included).
 
     The generic estimate in :mod:`llmmeter.call` counts one prompt string; OpenAI's chat format adds a
-    few tokens per message, so the translation fills ``input`` itself and leaves ``output`` to the core.
+    few tokens per message, so the translation hands over its own texts and overhead
+    (``response.input_texts``) and leaves the counting, and ``output``, to the core. The texts are captured
+    now: the app may change its messages list as soon as the call returns.
     """
     if usage is not None and usage.input is not None:
         return usage
     estimator = getattr(request, "input_estimate", None)
     if estimator is None:
         return usage
+    sink: list[str] = []
+    _collector.texts = sink
     try:
-        tokens, method, notes = estimator()
+        extra, _method, notes = estimator()  # count_texts collects into sink; extra = overhead, token ids
     except Exception:
         return usage
-    result = usage if usage is not None else Usage()
-    result.input = tokens
-    result.estimated = result.estimated | {"input"}
-    for note in [*notes, *([NOTE_TOKENIZER] if method != estimate.METHOD_TIKTOKEN else [])]:
+    finally:
+        _collector.texts = None
+    response.input_texts = (tuple(sink), extra)
+    for note in notes:
         if note not in response.unmeasured:
             response.unmeasured.append(note)
-    return result
+    return usage
 
 
 def json_attribute(value: Any) -> str:
@@ -298,29 +306,6 @@ def json_attribute(value: Any) -> str:
 
 def text_parts(texts: Iterable[str]) -> list[dict[str, Any]]:
     return [{"type": "text", "content": t} for t in texts if t]
-
-
-class TextBuffer:
-    """Output text collected from stream deltas, bounded: past the cap only the note remains."""
-
-    __slots__ = ("chars", "parts", "truncated")
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.chars = 0
-        self.truncated = False
-
-    def add(self, piece: Any) -> None:
-        if not isinstance(piece, str) or not piece:
-            return
-        if self.chars + len(piece) > MAX_ACCUMULATED_CHARS:
-            self.truncated = True
-            return
-        self.parts.append(piece)
-        self.chars += len(piece)
-
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 def build_usage(
