@@ -26,7 +26,7 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
 test: system-deps collector $(VENV)/.installed-test lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_overhead.py
