@@ -25,7 +25,10 @@ system-deps:
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 
-test: system-deps collector $(VENV)/.installed-test lint
+# The Go builds (CPU) overlap the Debian and pip installs (network, disk): a cold run waits for the longest.
+test:
+	$(MAKE) --no-print-directory -j3 system-deps collector $(VENV)/.installed-test
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -n 2
 
 bench: $(VENV)/.installed-test

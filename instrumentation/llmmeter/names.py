@@ -350,6 +350,8 @@ BUDGET_RESERVATION = "llmmeter.budget.reservation"
 METRIC_CONFIG_ERRORS = "llmmeter.config.errors"  # observable counter, {error}, by LABEL_CONFIG_PART
 LABEL_CONFIG_PART = "llmmeter.config.part"
 METRIC_SPECS[METRIC_CONFIG_ERRORS] = (KIND_COUNTER, "{error}")
+# Metrics a healthy instrumented app does not serve: a CLI batch job's, or only with a setting disabled.
+NOT_SERVED_BY_A_HEALTHY_APP: frozenset[str] = frozenset({*CLI_METRICS, METRIC_CONFIG_ERRORS})
 
 # --- instrumentation scope (dashboards/alerts read the semconv histograms of llmmeter's scope only) -----
 # Every instrumentor records gen_ai.client.token.usage / operation.duration itself (openai-v2 beside
