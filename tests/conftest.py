@@ -3,6 +3,7 @@ exporter and metric reader), so every test asserts on exactly what an exporter w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -111,6 +112,18 @@ def _llmmeter_instrumentor_classes() -> list[type]:
             ep.load() for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llmmeter_")
         ]
     return _LLMMETER_INSTRUMENTORS
+
+
+@pytest.fixture(autouse=True)
+def _empty_otel_context() -> Iterator[None]:
+    """Each test starts with no current span and no baggage: a span or scope another test left attached on
+    this worker's thread would otherwise become the parent of this test's "root" spans."""
+    from opentelemetry import context
+
+    token = context.attach(context.Context())
+    yield
+    with contextlib.suppress(Exception):
+        context.detach(token)
 
 
 @pytest.fixture(autouse=True)

@@ -55,6 +55,9 @@ def run_app(tmp_path: Path, endpoint: str, **extra_env: str) -> tuple[float, str
     with CountingServer(10, 5) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMMETER_", "OTEL_"))}
         env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": OTHERS,
+                    # Everything is exported at exit, not by a periodic export that a slow (loaded) run may
+                    # reach first: the exit export is what these tests are about.
+                    "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_METRIC_EXPORT_INTERVAL": "600000",
                     "COLUMNS": "300", **extra_env})
         proc = subprocess.Popen(
             [os.path.join(BIN, "opentelemetry-instrument"), sys.executable, str(app), server.base_url],
