@@ -157,3 +157,49 @@ def wave(server: CountingServer, client: Any, callers: int, call: Any, refused_e
     assert not failures, failures
     assert server.requests - start == sent  # nothing was admitted after the wave was decided
     return sent, len(refused)
+
+
+@contextmanager
+def framework_instrumented(telemetry: Any, instrumentor: Any) -> Iterator[Any]:
+    """``telemetry`` guarded (see :func:`guarded`) with a framework instrumentor on and no per-agent guards set
+    before or after: the fixture body of every framework test module."""
+    from llmmeter.frameworks import clear_agent_guards
+
+    clear_agent_guards()
+    with guarded(telemetry):
+        instrumentor.instrument()
+        try:
+            yield telemetry
+        finally:
+            instrumentor.uninstrument()
+            clear_agent_guards()
+
+
+@contextmanager
+def tool_calling_server(tool_calls_first: int, prompt: int, completion: int, answer: str) -> Iterator[Any]:
+    """A Chat Completions server on 127.0.0.1 whose first ``tool_calls_first`` replies ask for
+    ``lookup(city="Paris")``, then answer ``answer``; every reply reports ``prompt`` / ``completion`` tokens of
+    gpt-4o-mini."""
+    import itertools
+
+    from replay_server import Reply, scripted
+
+    counter = itertools.count()
+
+    def reply(request: Any) -> Any:
+        n = next(counter)
+        message: dict[str, Any] = {"role": "assistant", "content": answer}
+        finish = "stop"
+        if n < tool_calls_first:
+            message = {"role": "assistant", "content": None, "tool_calls": [{
+                "id": f"call_{n}", "type": "function",
+                "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}]}
+            finish = "tool_calls"
+        return Reply.json({
+            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        })
+
+    with scripted(reply) as server:
+        yield server

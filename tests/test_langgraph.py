@@ -5,20 +5,17 @@ gpt-4o-mini at $0.15 / 1M input and $0.60 / 1M output tokens (https://openai.com
 from __future__ import annotations
 
 import asyncio
-import itertools
-from contextlib import contextmanager
 
 import pytest
-from guard_support import guarded
+from guard_support import framework_instrumented, tool_calling_server
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from llmmeter import AgentLoopDetected, names
-from llmmeter.frameworks import clear_agent_guards, set_agent_guard
+from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.langgraph import LangGraphInstrumentor
-from replay_server import Reply, scripted
 
 PROMPT, COMPLETION = 40, 10
 CALL_USD = PROMPT * 0.15 / 1e6 + COMPLETION * 0.60 / 1e6
@@ -26,40 +23,13 @@ CALL_USD = PROMPT * 0.15 / 1e6 + COMPLETION * 0.60 / 1e6
 
 @pytest.fixture
 def tel(telemetry):
-    clear_agent_guards()
-    with guarded(telemetry):
-        instrumentor = LangGraphInstrumentor()
-        instrumentor.instrument()
-        try:
-            yield telemetry
-        finally:
-            instrumentor.uninstrument()
-            clear_agent_guards()
+    with framework_instrumented(telemetry, LangGraphInstrumentor()) as instrumented:
+        yield instrumented
 
 
-@contextmanager
 def model_server(tool_calls_first: int):
-    """Chat Completions replies: the first ``tool_calls_first`` ask for lookup(city="Paris"), then a text answer."""
-    counter = itertools.count()
-
-    def reply(request):
-        n = next(counter)
-        message: dict = {"role": "assistant", "content": "done"}
-        finish = "stop"
-        if n < tool_calls_first:
-            message = {"role": "assistant", "content": None, "tool_calls": [{
-                "id": f"call_{n}", "type": "function",
-                "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}]}
-            finish = "tool_calls"
-        return Reply.json({
-            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION,
-                      "total_tokens": PROMPT + COMPLETION},
-        })
-
-    with scripted(reply) as server:
-        yield server
+    """The first ``tool_calls_first`` replies ask for ``lookup(city="Paris")``, then a text answer."""
+    return tool_calling_server(tool_calls_first, PROMPT, COMPLETION, "done")
 
 
 @tool

@@ -4,19 +4,16 @@ with fixed usage per reply: gpt-4o-mini at $0.15 / 1M input and $0.60 / 1M outpu
 from __future__ import annotations
 
 import asyncio
-import itertools
-from contextlib import contextmanager
 
 import openai
 import pytest
-from guard_support import guarded
+from guard_support import framework_instrumented, tool_calling_server
 from llmmeter import AgentLoopDetected, names
-from llmmeter.frameworks import clear_agent_guards, set_agent_guard
+from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.pydantic_ai import PydanticAIInstrumentor
 from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
-from replay_server import Reply, scripted
 
 PROMPT, COMPLETION = 30, 6
 CALL_USD = PROMPT * 0.15 / 1e6 + COMPLETION * 0.60 / 1e6
@@ -24,39 +21,13 @@ CALL_USD = PROMPT * 0.15 / 1e6 + COMPLETION * 0.60 / 1e6
 
 @pytest.fixture
 def tel(telemetry):
-    clear_agent_guards()
-    with guarded(telemetry):
-        instrumentor = PydanticAIInstrumentor()
-        instrumentor.instrument()
-        try:
-            yield telemetry
-        finally:
-            instrumentor.uninstrument()
-            clear_agent_guards()
+    with framework_instrumented(telemetry, PydanticAIInstrumentor()) as instrumented:
+        yield instrumented
 
 
-@contextmanager
 def model_server(tool_calls_first: int):
     """The first ``tool_calls_first`` replies ask for ``lookup(city="Paris")``, then a text answer."""
-    counter = itertools.count()
-
-    def reply(request):
-        n = next(counter)
-        message: dict = {"role": "assistant", "content": "sunny"}
-        finish = "stop"
-        if n < tool_calls_first:
-            message = {"role": "assistant", "content": None, "tool_calls": [{
-                "id": f"call_{n}", "type": "function",
-                "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}]}
-            finish = "tool_calls"
-        return Reply.json({
-            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1700000000, "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": PROMPT + COMPLETION},
-        })
-
-    with scripted(reply) as server:
-        yield server
+    return tool_calling_server(tool_calls_first, PROMPT, COMPLETION, "sunny")
 
 
 def make_agent(server, name="weather") -> Agent:
