@@ -22,17 +22,16 @@ import contextvars
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
-from llmmeter.frameworks import _runs, guards
+from llmmeter import names
+from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
 
@@ -305,23 +304,13 @@ TARGETS = (
 )
 
 
-class LangGraphInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class LangGraphInstrumentor(_runs.FrameworkInstrumentor):
     """``LangGraphInstrumentor().instrument()``; entry point ``llmmeter_langgraph``.
 
     Pair it with the provider instrumentors (``llmmeter_openai``, ``llmmeter_anthropic``): they price the calls.
     """
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("langgraph >= 0.2",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        guards.load()
-        LangGraphInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        _state.enabled = True
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _state.enabled = False
-        _runs.unwrap_all(LangGraphInstrumentor._wrapped)
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("langgraph >= 0.2",)
+    state = _state
