@@ -79,20 +79,13 @@ def test_exporter_writes_the_table_the_reports_read() -> None:
 
     exporter = yaml.safe_load(CLICKHOUSE.read_text())["exporters"]["clickhouse"]
     assert f"{exporter['database']}.{exporter['traces_table_name']}" == DEFAULT_TABLE
-    # The table comes from collector/clickhouse-schema.sql (see test_schema_file_is_the_exporters_own_ddl):
-    # with create_schema on, a ClickHouse down at start stops the whole collector (see the runtime test below).
-    assert exporter["create_schema"] is False
-    database, table = DEFAULT_TABLE.split(".")
-    assert f'CREATE TABLE IF NOT EXISTS "{database}"."{table}"' in SCHEMA.read_text()
+    # The exporter creates it on a start with CLICKHOUSE_CREATE_SCHEMA=true, never by default (the two runtime
+    # tests below say why).
+    assert exporter["create_schema"] == "${env:CLICKHOUSE_CREATE_SCHEMA:-false}"
 
 
 # --- the exporter in otelcol-llmmeter (real binary) --------------------------------------------------
 EXPORTER_MODULE = "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/clickhouseexporter"
-SCHEMA = ROOT / "collector" / "clickhouse-schema.sql"
-# What otelcol-llmmeter's exporter would run with collector/clickhouse.yaml's database and table, engine unset
-# (MergeTree()), no cluster, and a 2160h TTL: internal/clickhouse.go GenerateTTLExpr gives whole days as
-# toIntervalDay (2160 h / 24 = 90).
-TTL_90_DAYS = "TTL toDateTime(Timestamp) + toIntervalDay(90)"
 
 
 @pytest.mark.parametrize("which", sorted(BASES))
@@ -110,6 +103,14 @@ def test_validate_checks_the_clickhouse_settings() -> None:
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "traces_tabel_name" in result.stdout + result.stderr
+
+
+def test_a_bad_create_schema_value_is_named() -> None:
+    result = subprocess.run([binary("otelcol-llmmeter"), "validate", f"--config={BASES['single']}",
+                             f"--config={CLICKHOUSE}"], env={**os.environ, "CLICKHOUSE_CREATE_SCHEMA": "maybe"},
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "create_schema" in result.stderr and "clickhouse" in result.stderr
 
 
 def exporter_source() -> pathlib.Path:
@@ -141,7 +142,8 @@ def sql_statements(sql: str) -> list[str]:
 
 
 def exporter_ddl(source: pathlib.Path, ttl: str) -> list[str]:
-    """CREATE DATABASE and CREATE TABLE as the exporter renders them (internal/clickhouse.go CreateDatabase,
+    """CREATE DATABASE and CREATE TABLE as the exporter renders them with collector/clickhouse.yaml's database
+    and table, no cluster and the default engine, MergeTree() (internal/clickhouse.go CreateDatabase,
     exporter_traces.go renderCreateTracesTableSQL)."""
     go_source = (source / "internal" / "clickhouse.go").read_text()
     create_database = re.search(r'ddl := fmt\.Sprintf\("(CREATE DATABASE[^"]*)"', go_source).group(1)
@@ -150,8 +152,12 @@ def exporter_ddl(source: pathlib.Path, ttl: str) -> list[str]:
                                       go_sprintf(table, '"otel"', '"otel_traces"', "", "MergeTree()", ttl)]))
 
 
-def test_schema_file_is_the_exporters_own_ddl() -> None:
-    assert sql_statements(SCHEMA.read_text()) == exporter_ddl(exporter_source(), TTL_90_DAYS)
+def ttl_expression() -> str:
+    """The TTL clause the exporter adds for clickhouse.yaml's ``ttl``: internal/clickhouse.go GenerateTTLExpr
+    writes a whole number of days as toIntervalDay (2160h: 90 days)."""
+    hours = int(yaml.safe_load(CLICKHOUSE.read_text())["exporters"]["clickhouse"]["ttl"].removesuffix("h"))
+    assert hours % 24 == 0
+    return f"TTL toDateTime(Timestamp) + toIntervalDay({hours // 24})"
 
 
 def test_reports_assume_the_table_the_exporter_writes() -> None:
@@ -176,11 +182,14 @@ print(json.dumps([row[0] for row in json.loads(
 """
 
 
-def test_schema_file_runs_and_takes_the_exporters_inserts(tmp_path) -> None:
-    """The schema file runs on ClickHouse's engine (chDB, in a child process: chDB allows one session per process
-    and tests/test_report.py holds one), and the table has every column the exporter's INSERT names."""
-    result = subprocess.run([sys.executable, "-c", CHDB_SCRIPT, str(tmp_path / "chdb"),
-                             json.dumps(sql_statements(SCHEMA.read_text()))], capture_output=True, text=True)
+def test_exporters_ddl_runs_and_takes_its_inserts(tmp_path) -> None:
+    """What the exporter runs on a CLICKHOUSE_CREATE_SCHEMA=true start (90-day TTL included) runs on ClickHouse's
+    engine (chDB, in a child process: chDB allows one session per process and tests/test_report.py holds one),
+    and the table has every column the exporter's INSERT names."""
+    ddl = exporter_ddl(exporter_source(), ttl_expression())
+    assert "toIntervalDay(90)" in ddl[1]
+    result = subprocess.run([sys.executable, "-c", CHDB_SCRIPT, str(tmp_path / "chdb"), json.dumps(ddl)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     columns = set(json.loads(result.stdout.splitlines()[-1]))
     insert = (exporter_source() / "internal" / "sqltemplates" / "traces_insert.sql").read_text()
@@ -228,13 +237,13 @@ def test_clickhouse_down_costs_only_its_own_pipeline(tmp_path) -> None:
 
 
 def test_with_create_schema_a_clickhouse_down_stops_the_whole_collector(tmp_path) -> None:
-    """Why the shipped config leaves create_schema off: with it on, the exporter connects at start-up, and the
+    """Why create_schema is off unless asked for: with it on, the exporter connects at start-up, and the
     collector refuses to start at all (the apps' OTLP receiver included) while ClickHouse is unreachable."""
     ports = CollectorPorts()
     closed = free_port()
     result = subprocess.run(
         [binary("otelcol-llmmeter"), f"--config={render(SINGLE, tmp_path, ports, jaeger_grpc=free_port())}",
-         f"--config={CLICKHOUSE}", f"--config=yaml:exporters::clickhouse::endpoint: tcp://127.0.0.1:{closed}",
-         "--config=yaml:exporters::clickhouse::create_schema: true"], capture_output=True, text=True, timeout=60)
+         f"--config={CLICKHOUSE}", f"--config=yaml:exporters::clickhouse::endpoint: tcp://127.0.0.1:{closed}"],
+        env={**os.environ, "CLICKHOUSE_CREATE_SCHEMA": "true"}, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert 'failed to start "clickhouse" exporter' in result.stderr and f"127.0.0.1:{closed}" in result.stderr
