@@ -2,7 +2,12 @@
 
 The collector merges several ``--config`` files in order: maps are merged key by key, any other value (a
 list, a string) is replaced by the later file's (go.opentelemetry.io/collector/confmap, ``Conf.Merge``).
-:func:`merge` does the same, so these checks run on the config the collector would run.
+:func:`merge` does the same, so the structural checks run on the config the collector would run.
+
+The rest runs the real thing: ``otelcol-llmmeter`` (which holds the clickhouse exporter, v0.161.0) validates
+and runs the merged configs, and the exporter's DDL is read from its Go module source. No ClickHouse server
+runs here (Debian's is 18.16, too old for the exporter's table): its DDL runs on chDB, and the runtime tests
+point the exporter at a closed port.
 """
 
 from __future__ import annotations
