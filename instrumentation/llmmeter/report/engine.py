@@ -19,7 +19,8 @@ def on_sqlite(store: Any, query: Query) -> list[dict[str, Any]]:
     store has a complete one (same rows, without a scan of every call)."""
     top_by = getattr(query, "top_by", None)
     if top_by is not None and store.rollup_ready and top_by[0] in ROLLUP_KEYS:
-        query = queries.top_rollup(top_by[0], top_by[1], store.since_ns, store.until_ns)
+        query = queries.top_rollup(top_by[0], top_by[1], store.since_ns, store.until_ns,
+                                   tuple(store.rollup_tables))
     return _dicts(query, store.conn.execute(query.sql, query.params).fetchall())
 
 
