@@ -90,18 +90,25 @@ ROLLUP_SUMS: tuple[tuple[str, str], ...] = (  # rollup column, the expression ov
 )
 
 
-def rollup_statements() -> list[str]:
-    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] into the hourly rollup."""
+def _upserts(into: str, unit: str, bucket: str, where: str, from_hourly: bool = False) -> list[str]:
+    """One UPSERT per rolled-up key: the rows matching ``where`` summed per (``bucket`` as ``unit``, value) into
+    the rollup table ``into``; the rows are calls (``llm_calls``), or the key's rows of the hourly rollup."""
     names_ = ", ".join(name for name, _expr in ROLLUP_SUMS)
-    sums = ", ".join(f"SUM({expr})" for _name, expr in ROLLUP_SUMS)
+    sums = ", ".join(f"SUM({name if from_hourly else expr})" for name, expr in ROLLUP_SUMS)
     updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _expr in ROLLUP_SUMS)
+    source = ROLLUP_TABLE if from_hourly else TABLE
     return [
-        f"INSERT INTO {ROLLUP_TABLE} (key, hour, value, {names_}) "
-        f"SELECT '{key}', COALESCE(start_ns, 0) / {HOUR_NS}, COALESCE({column}, '{NONE_VALUE}'), {sums} "
-        f"FROM {TABLE} WHERE rowid > ? AND rowid <= ? GROUP BY 2, 3 "
-        f"ON CONFLICT (key, hour, value) DO UPDATE SET {updates}"
+        f"INSERT INTO {into} (key, {unit}, value, {names_}) "
+        f"SELECT '{key}', {bucket}, {'value' if from_hourly else f'COALESCE({column}, {NONE_VALUE!r})'}, {sums} "
+        f"FROM {source} WHERE {f'key = {key!r} AND ' if from_hourly else ''}{where} GROUP BY 2, 3 "
+        f"ON CONFLICT (key, {unit}, value) DO UPDATE SET {updates}"
         for key, column in ROLLUP_KEYS.items()
     ]
+
+
+def rollup_statements() -> list[str]:
+    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] into the hourly rollup."""
+    return _upserts(ROLLUP_TABLE, "hour", f"COALESCE(start_ns, 0) / {HOUR_NS}", "rowid > ? AND rowid <= ?")
 
 
 # --- the daily rollup ---------------------------------------------------------------------------------------
@@ -122,31 +129,14 @@ DAY_HOURS = 24
 def daily_late_statements() -> list[str]:
     """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] and an hour before ? into the
     daily rollup (rows that arrive for hours already folded)."""
-    names_ = ", ".join(name for name, _expr in ROLLUP_SUMS)
-    sums = ", ".join(f"SUM({expr})" for _name, expr in ROLLUP_SUMS)
-    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _expr in ROLLUP_SUMS)
-    return [
-        f"INSERT INTO {DAILY_TABLE} (key, day, value, {names_}) "
-        f"SELECT '{key}', COALESCE(start_ns, 0) / {HOUR_NS * DAY_HOURS}, COALESCE({column}, '{NONE_VALUE}'), "
-        f"{sums} FROM {TABLE} WHERE rowid > ? AND rowid <= ? AND COALESCE(start_ns, 0) / {HOUR_NS} < ? "
-        f"GROUP BY 2, 3 ON CONFLICT (key, day, value) DO UPDATE SET {updates}"
-        for key, column in ROLLUP_KEYS.items()
-    ]
+    return _upserts(DAILY_TABLE, "day", f"COALESCE(start_ns, 0) / {HOUR_NS * DAY_HOURS}",
+                    f"rowid > ? AND rowid <= ? AND COALESCE(start_ns, 0) / {HOUR_NS} < ?")
 
 
 def daily_fold_statements() -> list[str]:
     """One UPSERT per rolled-up key, summing its hourly rows of hours in [?, ?) into the daily rollup (per key,
     so each reads a range of the hourly primary key ``(key, hour, value)``)."""
-    names_ = ", ".join(name for name, _expr in ROLLUP_SUMS)
-    sums = ", ".join(f"SUM({name})" for name, _expr in ROLLUP_SUMS)
-    updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _expr in ROLLUP_SUMS)
-    return [
-        f"INSERT INTO {DAILY_TABLE} (key, day, value, {names_}) "
-        f"SELECT key, hour / {DAY_HOURS}, value, {sums} FROM {ROLLUP_TABLE} "
-        f"WHERE key = '{key}' AND hour >= ? AND hour < ? GROUP BY 2, 3 "
-        f"ON CONFLICT (key, day, value) DO UPDATE SET {updates}"
-        for key in ROLLUP_KEYS
-    ]
+    return _upserts(DAILY_TABLE, "day", f"hour / {DAY_HOURS}", "hour >= ? AND hour < ?", from_hourly=True)
 
 
 # --- outcomes ------------------------------------------------------------------------------------------------
