@@ -116,6 +116,9 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     conn.execute(f"CREATE TEMP VIEW cache_lookups AS SELECT * FROM ({' UNION ALL '.join(lookups)})"
                  + (f" WHERE {window}" if window else ""))
     union = "\nUNION ALL\n".join(selects)
+    # Every row, no window: `top` from the rollups reads its window's partial edge hours from it, each as ONE
+    # start_ns range (over `calls`, SQLite would range-scan by the window's bound and filter by the edge's).
+    conn.execute(f"CREATE TEMP VIEW calls_unwindowed AS {union}")
     conn.execute(
         f"CREATE TEMP VIEW calls AS SELECT *, {DAY_SQLITE} AS day FROM ({union})"
         + (f" WHERE {' AND '.join(where)}" if where else "")

@@ -98,7 +98,7 @@ def top_rollup(key: str, limit: int, since_ns: int | None, until_ns: int | None,
     """``top`` from the embedded ledger's rollups (SQLite only), same result as :func:`top` without reading
     every call. Per ledger file (``files``: hourly table, daily table or None, first hour not folded into the
     daily one): the window's whole days before that mark from the daily rollup, its other whole hours from the
-    hourly one; the calls of its partial first and last hour from ``calls``.
+    hourly one; the calls of its partial first and last hour from the rows (``calls_unwindowed``).
 
     Each part is grouped on its own and the parts' groups are added up; the share's denominator is a window
     over those groups (``SUM(SUM(usd)) OVER ()``), not a second pass."""
@@ -124,15 +124,19 @@ def top_rollup(key: str, limit: int, since_ns: int | None, until_ns: int | None,
         if d0 is not None:
             add(hourly, _range("hour", h0, d0 * DAY_HOURS))
         add(hourly, _range("hour", d1 * DAY_HOURS, h1))
-    edge = " OR ".join(f for f in (f"start_ns < {h0 * HOUR_NS}" if h0 is not None else "",
-                                   f"start_ns >= {h1 * HOUR_NS}" if h1 is not None else "") if f)
-    if edge:
+    # The partial first and last hour from the rows, each one range of the start_ns index (`calls_unwindowed`:
+    # over `calls` the window's own bound would be the range and the edge's a filter); the second starts no
+    # earlier than the first ends, so a window inside one hour is read once.
+    edges = [*([f"start_ns >= {int(since_ns)} AND start_ns < {h0 * HOUR_NS}"] if h0 is not None else []),
+             *([f"start_ns >= {(h1 if h0 is None else max(h0, h1)) * HOUR_NS} AND start_ns < {int(until_ns)}"]
+               if h1 is not None else [])]
+    for edge in edges:
         parts.append(f"""SELECT COALESCE({column}, '{NONE_KEY}') AS k, COUNT(*) AS n,
          SUM(COALESCE(input_tokens, 0)) AS tin, SUM(COALESCE(output_tokens, 0)) AS tout,
          SUM(COALESCE(cache_read_tokens, 0)) AS tcr, SUM(COALESCE(cache_creation_tokens, 0)) AS tcc,
          SUM(COALESCE(reasoning_tokens, 0)) AS tr, SUM(COALESCE(cost_usd, 0)) AS usd,
          SUM(CASE WHEN priced = 0 THEN 1 ELSE 0 END) AS nu
-  FROM calls WHERE {edge} GROUP BY 1""")
+  FROM calls_unwindowed WHERE {edge} GROUP BY 1""")
     if not parts:  # nothing can match (an empty window)
         parts.append(f"SELECT value AS k, {_SUMS_OF_ROLLUP}\n  FROM {files[0][0]} WHERE 0 GROUP BY value")
     union = "\n  UNION ALL\n  ".join(parts)
