@@ -140,8 +140,9 @@ def _rollup_complete(conn: sqlite3.Connection, alias: str) -> bool:
 
 def _daily_rollup(conn: sqlite3.Connection, alias: str) -> tuple[str | None, int | None]:
     """The file's daily rollup table and the first hour not folded into it; (None, None) when it has none (a
-    file an older llmmeter wrote, or no day folded yet). Read before the report's statement: the mark only
-    moves forward, and the days before an older mark are the same in any later snapshot."""
+    file no writer of this version has rolled up yet). Read before the report's statement, which may see a
+    later snapshot: the mark only moves forward and a fold leaves the hourly rows as they are, so days before
+    an older mark from the daily table plus the hours after it from the hourly one still count each call once."""
     try:
         found = conn.execute(f"SELECT value FROM {alias}.{schema.META_TABLE} WHERE key = ?",
                              (schema.DAILY_UPTO,)).fetchone()
