@@ -1,7 +1,8 @@
 """The cost ledger's numbers: writer throughput, `report top --by user` at 10M rows, and the engine comparison.
 
-    python benchmarks/bench_ledger.py writer            # LedgerWriter rows/s on one core (its own thread)
-    python benchmarks/bench_ledger.py top --rows 10000000   # builds a 10M-row ledger once, times the report
+    python benchmarks/bench_ledger.py writer            # LedgerWriter rows/s on one core: calls of now, of a past day
+    python benchmarks/bench_ledger.py top --rows 10000000   # builds a 10M-row ledger once (rollups, days folded),
+                                                            # times the report in-process and through the CLI
     python benchmarks/bench_ledger.py engines --rows 10000000   # SQLite vs DuckDB vs chDB (what is installed)
     python benchmarks/bench_ledger.py memory            # RSS with the disk unwritable (queue bound holds)
 
