@@ -137,8 +137,9 @@ def top_rollup(key: str, limit: int, since_ns: int | None, until_ns: int | None,
          SUM(COALESCE(reasoning_tokens, 0)) AS tr, SUM(COALESCE(cost_usd, 0)) AS usd,
          SUM(CASE WHEN priced = 0 THEN 1 ELSE 0 END) AS nu
   FROM calls_unwindowed WHERE {edge} GROUP BY 1""")
-    if not parts:  # nothing can match (an empty window)
-        parts.append(f"SELECT value AS k, {_SUMS_OF_ROLLUP}\n  FROM {files[0][0]} WHERE 0 GROUP BY value")
+    if not parts:  # no file: an empty relation with the columns
+        parts.append("SELECT NULL AS k, 0 AS n, 0 AS tin, 0 AS tout, 0 AS tcr, 0 AS tcc, 0 AS tr, 0.0 AS usd, 0 AS nu "
+                     "WHERE 0")
     union = "\n  UNION ALL\n  ".join(parts)
     sql = f"""
 WITH parts AS (
