@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import os
 
-CREWAI_QUIET = {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "CREWAI_DISABLE_TRACKING": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-    "CREWAI_TESTING": "true",
-    "CREWAI_DISABLE_VERSION_CHECK": "true",
-}
+from crew_support import CREWAI_QUIET
+
 os.environ.update(CREWAI_QUIET)

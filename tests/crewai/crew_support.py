@@ -16,6 +16,14 @@ from typing import Any
 
 from replay_server import Reply, scripted
 
+# Set by tests/crewai/conftest.py before CrewAI is imported (why each: that file's docstring).
+CREWAI_QUIET = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_TESTING": "true",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+}
 PROMPT, COMPLETION = 200, 20
 # OpenAI's published per-token rates (https://openai.com/api/pricing), the same as llmmeter's price table.
 RATES = {"gpt-4o-mini": (0.15 / 1e6, 0.60 / 1e6), "gpt-4.1": (2.00 / 1e6, 8.00 / 1e6)}
