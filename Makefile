@@ -70,3 +70,9 @@ bench-startup: $(VENV)/.installed-test
 bench-frameworks: $(VENV)/.installed-test
 	$(PY) -m pip install -q -e '.[bench-frameworks]'
 	$(PY) benchmarks/bench_frameworks.py
+
+# CrewAI overhead (benchmarks/bench_crewai.py): llmmeter vs OpenInference vs OpenLLMetry on one CrewAI run, in .venv-crewai.
+.PHONY: bench-crewai
+bench-crewai: $(VENV_CREWAI)/.installed
+	$(VENV_CREWAI)/bin/python -m pip install -q -e '.[crewai-test,bench-crewai]'
+	$(VENV_CREWAI)/bin/python benchmarks/bench_crewai.py

@@ -23,6 +23,7 @@ CREWAI_QUIET = {
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_TESTING": "true",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # LiteLLM (CrewAI's fallback route) reads its bundled prices, no fetch
 }
 PROMPT, COMPLETION = 200, 20
 # OpenAI's published per-token rates (https://openai.com/api/pricing), the same as llmmeter's price table.
@@ -68,8 +69,11 @@ def crew_server(steps: int = 1, calls_per_step: int = 1, answer: str = "sunny", 
         yield server
 
 
-def make_crew(server: Any, name: str = "weather crew", writer_model: str = "gpt-4.1", **crew_kwargs: Any) -> Any:
-    """Two agents in sequence: a researcher (gpt-4o-mini) with the ``lookup`` tool, then a writer without tools."""
+def make_crew(server: Any, name: str = "weather crew", writer_model: str = "gpt-4.1", litellm: bool = False,
+              **crew_kwargs: Any) -> Any:
+    """Two agents in sequence: a researcher (gpt-4o-mini) with the ``lookup`` tool, then a writer without tools.
+    ``litellm``: both models through CrewAI's LiteLLM route (``LLM(..., is_litellm=True)``) instead of its native
+    OpenAI provider."""
     from crewai import LLM, Agent, Crew, Task
     from crewai.tools import tool
 
@@ -79,6 +83,8 @@ def make_crew(server: Any, name: str = "weather crew", writer_model: str = "gpt-
         return f"{city}: sunny"
 
     def llm(model: str) -> Any:
+        if litellm:
+            return LLM(model=model, is_litellm=True, base_url=server.base_url + "/v1", api_key="test-key")
         return LLM(model=model, base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
 
     researcher = Agent(role="researcher", goal="Find the weather", backstory="A meteorologist.",

@@ -80,6 +80,34 @@ def test_crew_is_a_run_with_agent_runs_tool_spans_and_each_call_priced_once(tel)
     assert tel.metric_total(names.METRIC_AGENT_RUNS, **{names.AGENT_FRAMEWORK: "crewai"}) == 3
 
 
+def test_crewais_litellm_route_is_priced_once_under_the_agent_runs(tel):
+    """``LLM(..., is_litellm=True)``: CrewAI calls ``litellm.completion``, which calls the openai SDK; with llmmeter's
+    litellm and openai instrumentors both on, each call is one span, priced once."""
+    from llmmeter.instrumentors.litellm import LiteLLMInstrumentor
+
+    instrumentor = LiteLLMInstrumentor()
+    instrumentor.instrument(tracer_provider=tel.tracer_provider)
+    try:
+        with crew_server(steps=1) as server:
+            crew = make_crew(server, litellm=True)
+            result = crew.kickoff()
+            assert len(server.requests) == 3
+    finally:
+        instrumentor.uninstrument()
+    assert result.raw == "sunny"
+    # CrewAI's LiteLLM-backed class (crewai.llm.LLM), not its native OpenAICompletion (crewai.llms.providers.openai)
+    assert {type(agent.llm).__module__ for agent in crew.agents} == {"crewai.llm"}
+    runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
+    chats = tel.llm_spans()
+    assert len(chats) == 3
+    assert {s.instrumentation_scope.name for s in chats} == {"llmmeter.instrumentors.litellm"}
+    assert sorted(s.parent.span_id for s in chats) == sorted(
+        [runs["invoke_agent researcher"].context.span_id] * 2 + [runs["invoke_agent writer"].context.span_id])
+    assert runs["invoke_agent weather crew"].attributes[names.RUN_COST_USD] == pytest.approx(2 * MINI_USD + GPT41_USD)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(2 * MINI_USD + GPT41_USD)
+    assert len(by_op(tel, names.OP_EXECUTE_TOOL)) == 1
+
+
 def test_hard_guard_stops_a_looping_crew_and_no_refused_call_reaches_the_server(tel):
     set_agent_guard("researcher", max_llm_calls=3, mode="hard")
     with crew_server(steps=10**6, vary=True) as server:
