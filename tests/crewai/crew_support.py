@@ -58,12 +58,20 @@ def crew_server(steps: int = 1, calls_per_step: int = 1, answer: str = "sunny", 
                               "arguments": json.dumps({"city": f"city-{done}-{i}" if vary else "Paris"})}}
                 for i in range(calls_per_step)]}
             finish = "tool_calls"
-        return Reply.json({
-            "id": f"chatcmpl-{done}", "object": "chat.completion", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION,
-                      "total_tokens": PROMPT + COMPLETION},
-        })
+        usage = {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": PROMPT + COMPLETION}
+        head = {"id": f"chatcmpl-{done}", "created": 1700000000, "model": model}
+        if body.get("stream"):  # a streaming crew: the same reply as chunks, usage last when asked for
+            delta = dict(message)
+            if delta.get("tool_calls"):
+                delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(delta["tool_calls"])]
+            chunk = {**head, "object": "chat.completion.chunk"}
+            events = [{**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                      {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}]
+            if (body.get("stream_options") or {}).get("include_usage"):
+                events.append({**chunk, "choices": [], "usage": usage})
+            return Reply.sse(events)
+        return Reply.json({**head, "object": "chat.completion",
+                           "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
 
     with scripted(reply) as server:
         yield server

@@ -115,6 +115,7 @@ def test_hard_guard_stops_a_looping_crew_and_no_refused_call_reaches_the_server(
             make_crew(server, max_retry_limit=2).kickoff()
         sent = len(server.requests)
     assert sent == 3
+    assert type(caught.value) is AgentLoopDetected  # llmmeter's own error, not wrapped by CrewAI
     assert caught.value.reason == "max_llm_calls"
     runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
     assert sorted(runs) == ["invoke_agent researcher", "invoke_agent weather crew"]
@@ -197,6 +198,26 @@ def test_async_kickoffs_are_one_run_each_with_the_same_tree(tel, entry):
     for chat in tel.llm_spans():
         assert chat.parent.span_id in {runs["invoke_agent researcher"].context.span_id,
                                        runs["invoke_agent writer"].context.span_id}
+
+
+def test_streaming_kickoff_is_one_run_and_a_guard_trip_ends_the_stream_with_the_error(tel):
+    with crew_server(steps=1) as server:
+        streaming = make_crew(server, stream=True).kickoff()
+        chunks = list(streaming)
+        assert len(server.requests) == 3 and all(r.json.get("stream") for r in server.requests)
+    assert chunks and streaming.result.raw == "sunny"
+    runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
+    assert sorted(runs) == ["invoke_agent researcher", "invoke_agent weather crew", "invoke_agent writer"]
+    assert runs["invoke_agent weather crew"].attributes[names.RUN_LLM_CALLS] == 3
+    assert runs["invoke_agent weather crew"].attributes[names.RUN_COST_USD] == pytest.approx(
+        2 * MINI_USD + GPT41_USD)  # exact usage from the streams' last chunk, not estimates
+    set_agent_guard("researcher", max_llm_calls=2, mode="hard")
+    with crew_server(steps=10**6, vary=True) as server:
+        streaming = make_crew(server, stream=True).kickoff()
+        with pytest.raises(AgentLoopDetected):
+            for _chunk in streaming:
+                pass
+        assert len(server.requests) == 2
 
 
 def test_kickoff_for_each_is_one_run_per_input(tel):
