@@ -218,17 +218,18 @@ def _arguments(raw: Any) -> Any:
 
 
 def _native_call(tool_call: Any) -> tuple[str, Any, str | None]:
-    """(name, arguments, call id) of a provider's tool call: OpenAI's ``function`` shape, a dict, or the
-    ``name`` / ``input`` (Anthropic) and ``name`` / ``args`` (Gemini) shapes."""
+    """(name, arguments, call id) of a provider's tool call, object or dict: OpenAI's ``function`` shape,
+    Anthropic's and Bedrock's ``name`` / ``input``, Gemini's ``function_call`` with ``name`` / ``args``."""
     function = _field(tool_call, "function")
+    if function is None:
+        function = _field(tool_call, "function_call")
     source = function if function is not None else tool_call
     name = _field(source, "name")
     raw = _field(source, "arguments")
-    if raw is None:
-        raw = _field(tool_call, "input")
-    if raw is None:
-        raw = _field(tool_call, "args")
-    call_id = _field(tool_call, "id")
+    for key in ("input", "args"):
+        if raw is None:
+            raw = _field(source, key)
+    call_id = _field(tool_call, "id") or _field(tool_call, "toolUseId") or _field(source, "id")
     return _text(name, "tool"), _arguments(raw), call_id if isinstance(call_id, str) and call_id else None
 
 
