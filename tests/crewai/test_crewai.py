@@ -355,9 +355,9 @@ def test_exact_under_an_always_off_sampler(telemetry):
 
 LAZY = """
 import sys
-from llmmeter.frameworks.crewai import CrewAIInstrumentor
 from llmmeter.instrumentors._wrap import is_ours
-CrewAIInstrumentor().instrument()
+from llmmeter.pipeline import instrument_all
+print("instrumented:", "llmmeter_crewai" in instrument_all())  # what llmmeter.configure() and the distro run
 print("imported:", "crewai" in sys.modules)
 from crewai import Crew
 from crewai.agent.core import Agent
@@ -365,7 +365,7 @@ print("wrapped:", is_ours(vars(Crew)["kickoff"]), is_ours(vars(Agent)["execute_t
 """
 
 
-def test_instrumenting_does_not_import_crewai_and_wraps_it_when_the_app_does():
+def test_the_entry_point_instruments_crewai_without_importing_it_and_wraps_it_when_the_app_does():
     import os
     import subprocess
     import sys
@@ -373,4 +373,5 @@ def test_instrumenting_does_not_import_crewai_and_wraps_it_when_the_app_does():
     done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **CREWAI_QUIET})
     assert done.returncode == 0, done.stderr
+    assert "instrumented: True" in done.stdout
     assert "imported: False" in done.stdout and "wrapped: True True" in done.stdout
