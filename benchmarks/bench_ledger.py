@@ -1,7 +1,8 @@
 """The cost ledger's numbers: writer throughput, `report top --by user` at 10M rows, and the engine comparison.
 
-    python benchmarks/bench_ledger.py writer            # LedgerWriter rows/s on one core (its own thread)
-    python benchmarks/bench_ledger.py top --rows 10000000   # builds a 10M-row ledger once, times the report
+    python benchmarks/bench_ledger.py writer            # LedgerWriter rows/s on one core: calls of now, of a past day
+    python benchmarks/bench_ledger.py top --rows 10000000   # builds a 10M-row ledger once (rollups, days folded),
+                                                            # times the report in-process and through the CLI
     python benchmarks/bench_ledger.py engines --rows 10000000   # SQLite vs DuckDB vs chDB (what is installed)
     python benchmarks/bench_ledger.py memory            # RSS with the disk unwritable (queue bound holds)
 
@@ -32,10 +33,13 @@ from llmmeter.ledger.writer import FILE_NAME, LedgerWriter, connect  # noqa: E40
 TOP_SQL_NOTE = "llmmeter.report.queries.top('user', 10)"
 
 
-def _row(i: int) -> tuple:
+PAST_NS = 1_764_300_000_000_000_000  # 2025-11-28 03:20 UTC: a finished day, so every row is a "late" one
+
+
+def _row(i: int, base_ns: int = PAST_NS) -> tuple:
     values = dict.fromkeys(schema.COLUMN_NAMES)
     values.update(
-        start_ns=1_764_300_000_000_000_000 + i * 1_000_000, end_ns=1_764_300_000_500_000_000 + i * 1_000_000,
+        start_ns=base_ns + i * 1_000_000, end_ns=base_ns + 500_000_000 + i * 1_000_000,
         trace_id=f"{i:032x}", span_id=f"{i:016x}", sampled=1, service="shop", provider="openai",
         operation="chat", request_model="gpt-4o-mini", response_model="gpt-4o-mini", model="gpt-4o-mini",
         input_tokens=1000 + i % 500, output_tokens=100 + i % 50, cache_read_tokens=0, cache_creation_tokens=0,
@@ -48,10 +52,13 @@ def _row(i: int) -> tuple:
     return tuple(values[name] for name in schema.COLUMN_NAMES)
 
 
-def bench_writer(rows: int) -> dict:
+def bench_writer(rows: int, live: bool = False) -> dict:
     """Rows queued from the calling thread, written by the writer's thread; rows/s from first add to last
-    commit, and the CPU seconds the whole process spent (one core)."""
-    prepared = [_row(i) for i in range(rows)]
+    commit, and the CPU seconds the whole process spent (one core). ``live``: the calls start now (an app's
+    traffic: the daily rollup is folded once the day is over); else they start on a finished day, so every
+    batch is also summed into the daily rollup (the writer's worst case: late calls, a backfill)."""
+    base_ns = time.time_ns() if live else PAST_NS
+    prepared = [_row(i, base_ns) for i in range(rows)]
     directory = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     try:
         writer = LedgerWriter(directory, max_queued=rows + 1, flush_interval_s=0.05)
@@ -61,7 +68,8 @@ def bench_writer(rows: int) -> dict:
         writer.close()
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert writer.written == rows, writer.written
-        return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed),
+        return {"rows": rows, "calls_start": "now" if live else "a finished day",
+                "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed),
                 "cpu_seconds": round(cpu, 3), "rows_per_cpu_s": round(rows / cpu),
                 "file_mb": round((directory / FILE_NAME).stat().st_size / 1e6, 1)}
     finally:
@@ -134,6 +142,27 @@ def complete_rollup(directory: Path) -> float:
     return time.perf_counter() - t0
 
 
+def fold_days(directory: Path) -> dict:
+    """Fold every finished day of the hourly rollup into the daily one, one day per transaction (what the
+    writer does, a day per batch, as days end; a file an older llmmeter wrote catches up the same way)."""
+    from llmmeter.ledger.writer import fold_day
+
+    conn = connect(directory / FILE_NAME)
+    days, seconds, now_ns = 0, [], time.time_ns()
+    while True:
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        done = fold_day(conn, now_ns)
+        conn.execute("COMMIT")
+        if done:
+            break
+        days += 1
+        seconds.append(time.perf_counter() - t0)
+    conn.close()
+    return {"days_folded": days, "total_s": round(sum(seconds), 2),
+            "max_transaction_s": round(max(seconds), 2) if seconds else 0.0}
+
+
 def bench_top(rows: int, directory: Path) -> dict:
     """`top --by user` over ``rows`` calls: scanning the rows, then with the writer's hourly rollup complete."""
     from llmmeter.ledger.store import open_store
@@ -144,8 +173,9 @@ def bench_top(rows: int, directory: Path) -> dict:
     store.close()
     scan = None if has_rollup else time_top_sqlite(directory, repeat=1)
     rolled = 0.0 if has_rollup else complete_rollup(directory)
+    folded = fold_days(directory)
     size = (directory / FILE_NAME).stat().st_size
-    return {"rows": rows, "build_s": round(built, 1), "rollup_build_s": round(rolled, 1),
+    return {"rows": rows, "build_s": round(built, 1), "rollup_build_s": round(rolled, 1), "daily_fold": folded,
             "file_gb": round(size / 1e9, 2), "scan": scan, "with_rollup": time_top_sqlite(directory)}
 
 
@@ -187,7 +217,7 @@ def engine_sqlite(rows: int, work: Path) -> dict:
     import sqlite3
 
     out: dict = {"version": sqlite3.sqlite_version, "install_mb": 0.0, "import_s": _import_s("sqlite3")}
-    out["write_rows_per_s"] = bench_writer(100_000)["rows_per_s"]
+    out["write_rows_per_s"] = bench_writer(100_000, live=True)["rows_per_s"]
     directory = work / "sqlite"
     out["build_10m_s"] = round(build_sqlite(directory, rows), 1)
     out.update(time_top_sqlite(directory, repeat=2))
@@ -304,7 +334,8 @@ def main() -> None:
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
     if args.what == "writer":
-        result = bench_writer(args.rows or 200_000)
+        result = {"live": bench_writer(args.rows or 200_000, live=True),
+                  "late": bench_writer(args.rows or 200_000, live=False)}
     elif args.what == "top":
         result = bench_top(args.rows or 10_000_000, work / "sqlite")
     elif args.what == "memory":

@@ -23,14 +23,14 @@ import subprocess
 import urllib.error
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pytest
 import yaml
-from promtools import free_port, http_get, wait_until
+from promtools import RULES_FILE, free_port, http_get, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "scripts" / "build-collector.sh"
@@ -39,6 +39,9 @@ AGENT = ROOT / "collector" / "agent.yaml"
 GATEWAY = ROOT / "collector" / "gateway.yaml"
 JAEGER = ROOT / "collector" / "jaeger.yaml"
 SHIPPED_CONFIGS = {"otel-collector.yaml": SINGLE, "agent.yaml": AGENT, "gateway.yaml": GATEWAY}
+CLICKHOUSE = ROOT / "collector" / "clickhouse.yaml"
+# Optional pipelines: not configs on their own, merged over a shipped one with a second --config.
+OPTIONAL_CONFIGS = {"clickhouse.yaml": CLICKHOUSE}
 
 
 @cache
@@ -185,9 +188,12 @@ class Proc:
             return ""
 
 
-def collector(name: str, config: pathlib.Path, ports: CollectorPorts, log_dir: pathlib.Path) -> Proc:
-    return Proc(name, [binary("otelcol-llmmeter"), f"--config={config}"], log_dir / f"{name}.log",
-                f"http://{local(ports.health)}/")
+def collector(name: str, config: pathlib.Path, ports: CollectorPorts, log_dir: pathlib.Path,
+              more_configs: tuple[str, ...] = ()) -> Proc:
+    """``more_configs``: further ``--config`` values merged over ``config`` in order (a file such as
+    collector/clickhouse.yaml, or ``yaml:key::path: value``), as a user adds an optional pipeline."""
+    return Proc(name, [binary("otelcol-llmmeter"), f"--config={config}", *(f"--config={c}" for c in more_configs)],
+                log_dir / f"{name}.log", f"http://{local(ports.health)}/")
 
 
 def jaeger(config: pathlib.Path, ports: JaegerPorts, log_dir: pathlib.Path) -> Proc:
@@ -204,17 +210,50 @@ def stopping(*procs: Proc) -> Iterator[None]:
             proc.stop()
 
 
+def start_pipeline(cleanup: ExitStack, tmp: pathlib.Path) -> tuple[JaegerPorts, list[CollectorPorts], CollectorPorts,
+                                                                   dict[str, Proc]]:
+    """The scaled-out pipeline: Jaeger, two gateways and an agent, each started and healthy; stopped by
+    ``cleanup``."""
+    jaeger_ports = JaegerPorts()
+    procs = {"jaeger": jaeger(render_jaeger(tmp, jaeger_ports), jaeger_ports, tmp)}
+    gateways = [CollectorPorts(), CollectorPorts()]
+    for i, ports in enumerate(gateways, 1):
+        procs[f"gateway-{i}"] = collector(f"gateway-{i}", render(GATEWAY, tmp, ports, jaeger_grpc=jaeger_ports.grpc),
+                                          ports, tmp)
+    agent = CollectorPorts()
+    procs["agent"] = collector("agent", render(AGENT, tmp, agent, gateways=[f"127.0.0.1:{g.grpc}" for g in gateways]),
+                               agent, tmp)
+    cleanup.enter_context(stopping(*procs.values()))
+    for proc in procs.values():
+        proc.start()
+    return jaeger_ports, gateways, agent, procs
+
+
+def prometheus_config(collectors: list[CollectorPorts]) -> dict[str, Any]:
+    """collector/prometheus.yml's scrape of the collectors' prometheus exporters, every replica a target,
+    1 s scrapes and the shipped alert rules."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES_FILE)],
+        "scrape_configs": [{"job_name": "otel-collector", "honor_labels": True, "static_configs": [
+            {"targets": [f"127.0.0.1:{c.prometheus}" for c in collectors]}]}],
+    }
+
+
 # --- what the collector's own telemetry says ---------------------------------------------------------
-def own_metrics(ports: CollectorPorts) -> dict[str, float]:
-    """The collector's internal metrics (``otelcol_*``), summed over labels, by name."""
+def own_metrics(ports: CollectorPorts, **labels: str) -> dict[str, float]:
+    """The collector's internal metrics (``otelcol_*``), summed over labels, by name; given ``labels`` (e.g.
+    ``exporter="clickhouse"``), only the series carrying all of them."""
     text = http_get(f"http://{local(ports.telemetry)}/metrics").decode()
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         name_labels, _, value = line.rpartition(" ")
-        name = name_labels.split("{", 1)[0]
-        out[name] = out.get(name, 0.0) + float(value)
+        name, _, series = name_labels.partition("{")
+        if all(label in series.rstrip("}").split(",") for label in wanted):
+            out[name] = out.get(name, 0.0) + float(value)
     return out
 
 

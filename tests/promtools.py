@@ -8,6 +8,7 @@ failure, never a skip, so a broken install cannot hide the proof; locally the te
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import re
@@ -22,7 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import yaml
 from ci_env import missing
+from llmmeter import names
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLLECTOR_DIR = ROOT / "collector"
@@ -128,3 +131,61 @@ def grafana_to_promql(expr: str, range_: str = "1h", rate_interval: str = "1m") 
         return builtins.get(name, ".*")
 
     return GRAFANA_VARIABLE.sub(replace, expr)
+
+
+# --- a Prometheus server and the checks every pipeline test makes of it ---------------------------------
+@contextmanager
+def prometheus_server(binary: str, tmp: pathlib.Path, config: dict[str, Any], *, data_dir: pathlib.Path | None = None,
+                      args: tuple[str, ...] = (), ready_timeout: float = 30) -> Iterator[PrometheusAPI]:
+    """A real Prometheus (``binary``: Debian's, or the Prometheus 3 build) on a free 127.0.0.1 port, running
+    ``config`` (written to ``tmp/prometheus.yml``) on ``data_dir`` (default ``tmp/data``), ready when yielded.
+
+    Why one place: the pipeline and proof tests all start Prometheus this way; only the config, the TSDB
+    (backfilled or empty) and extra flags differ."""
+    port = free_port()
+    config_file = tmp / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    with running([binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir or tmp / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", *args], tmp / "prometheus.log"):
+        api = PrometheusAPI(f"http://127.0.0.1:{port}")
+        wait_until(lambda: http_get(f"{api.base_url}/-/ready"), ready_timeout, f"{pathlib.Path(binary).name} ready")
+        yield api
+
+
+def check_dashboard_query(api: PrometheusAPI, where: str, expr: str) -> None:
+    """A dashboard panel's query returns data, and no NaN, on ``api`` (as Grafana would run it, "All" selected)."""
+    result = api.vector(grafana_to_promql(expr))
+    assert result, f"{where}: no data for {grafana_to_promql(expr)}"
+    assert all(not math.isnan(value) for _, value in result), f"{where}: NaN in {result}"
+
+
+def check_alert_expression(api: PrometheusAPI, alert: str, expr: str) -> None:
+    """An alert rule's expression evaluates on ``api`` (a wrong name or label is an error or, worse, silence)."""
+    response = api.query(expr)
+    assert response["status"] == "success", f"{alert}: {response}"
+
+
+def served_names(exposition: str) -> set[str]:
+    """The metric names a Prometheus text exposition serves."""
+    return {line.split("{")[0].split(" ")[0] for line in exposition.splitlines() if line and line[0] != "#"}
+
+
+def promised_names() -> set[str]:
+    """What a healthy app's metrics are called in Prometheus: names.metric_prometheus_name() of every metric of
+    names.METRIC_SPECS (a histogram as its _bucket/_sum/_count), less the ones a healthy app never serves
+    (`llmmeter reconcile`'s, or a disabled setting's)."""
+    expected = set()
+    for metric, (kind, _unit) in names.METRIC_SPECS.items():
+        if metric in names.NOT_SERVED_BY_A_HEALTHY_APP:
+            continue
+        base = names.metric_prometheus_name(metric)
+        expected |= {base + s for s in ("_bucket", "_sum", "_count")} if kind == names.KIND_HISTOGRAM else {base}
+    return expected
+
+
+def check_token_labels(line: str) -> None:
+    """A token counter's exposition line carries every label the dashboards filter on."""
+    for label in (names.prometheus_label(names.PROVIDER), names.prometheus_label(names.REQUEST_MODEL),
+                  names.prometheus_label(names.LABEL_TOKEN_TYPE), "tenant", "user", "environment",
+                  names.prometheus_label("service.name")):
+        assert f"{label}=" in line, f"{label} missing from {line}"

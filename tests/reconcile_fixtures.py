@@ -43,9 +43,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-import yaml
 from llmmeter import names
-from promtools import free_port, http_get, running, wait_until
+from promtools import prometheus_server
 from replay_server import RecordedRequest, Reply
 
 D1, D2, D3 = dt.date(2026, 11, 1), dt.date(2026, 11, 2), dt.date(2026, 11, 3)
@@ -330,14 +329,9 @@ def prometheus_with_metered(prometheus: str, promtool: str, tmp: pathlib.Path) -
     result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({"global": {"scrape_interval": "1m"}}))
-    port = free_port()
-    args = [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data_dir}",
-            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"]
-    with running(args, tmp / "prometheus.log"):
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
-        yield base
+    with prometheus_server(prometheus, tmp, {"global": {"scrape_interval": "1m"}}, data_dir=data_dir,
+                           args=("--storage.tsdb.retention.time=100y",)) as api:
+        yield api.base_url
 
 
 def main() -> None:

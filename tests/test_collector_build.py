@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import yaml
-from collector_support import ROOT, SHIPPED_CONFIGS, binary
+from collector_support import OPTIONAL_CONFIGS, ROOT, SHIPPED_CONFIGS, binary
 
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 MANIFEST = ROOT / "collector" / "builder-config.yaml"
@@ -20,7 +20,7 @@ DEPRECATED_ALIASES = {"exporters": {"otlp": "otlp_grpc", "loadbalancing": "load_
 
 def used_types() -> dict[str, set[str]]:
     used: dict[str, set[str]] = {kind: set() for kind in KINDS}
-    for path in SHIPPED_CONFIGS.values():
+    for path in (*SHIPPED_CONFIGS.values(), *OPTIONAL_CONFIGS.values()):
         config = yaml.safe_load(path.read_text())
         for kind in KINDS:
             for component_id in config.get(kind) or {}:
@@ -75,5 +75,5 @@ def test_one_release_everywhere() -> None:
     assert release["version"] == version
     compose = yaml.safe_load((ROOT / "collector" / "docker-compose.yaml").read_text())
     assert compose["services"]["otel-collector"]["image"] == f"otel/opentelemetry-collector-contrib:{version}"
-    for path in SHIPPED_CONFIGS.values():
+    for path in (*SHIPPED_CONFIGS.values(), *OPTIONAL_CONFIGS.values()):
         assert f"otelcol-contrib {version}" in path.read_text(), path.name

@@ -34,9 +34,8 @@ from promtools import (
     PrometheusAPI,
     free_port,
     grafana_to_promql,
-    http_get,
+    prometheus_server,
     require_binary,
-    running,
     wait_until,
 )
 from replay_server import scripted
@@ -81,17 +80,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         llm = cleanup.enter_context(scripted(_reply))
         client = openai.OpenAI(base_url=llm.base_url + "/v1", api_key="test-key", max_retries=0)
 
-        prom_port = free_port()
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        api = cleanup.enter_context(prometheus_server(prometheus, tmp, {
             "global": {"scrape_interval": "1s"},
             "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
         }))
-        cleanup.enter_context(running(
-            [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log"))
-        base = f"http://127.0.0.1:{prom_port}"
-        wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
-        api = PrometheusAPI(base)
         requests = M(names.METRIC_REQUESTS)
         for phase in range(PHASES):
             for _ in range(CALLS_PER_PHASE):

@@ -25,40 +25,37 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
 import test_prometheus_proof as proof
-import yaml
 from collector_support import (
-    AGENT,
-    GATEWAY,
     CollectorPorts,
     JaegerAPI,
-    JaegerPorts,
     Proc,
-    collector,
-    jaeger,
     log_events,
     own_metrics,
-    render,
-    render_jaeger,
-    stopping,
+    prometheus_config,
+    start_pipeline,
     tags,
 )
-from guard_support import guarded
-from llmmeter import budgets, config, names
+from llmmeter import names
 from llmmeter.demo import agent_scenario
-from llmmeter.demo.server import DemoServer
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from promtools import RULES_FILE, PrometheusAPI, free_port, http_get, require_binary, running, wait_until
+from promtools import (
+    PrometheusAPI,
+    check_alert_expression,
+    check_dashboard_query,
+    check_token_labels,
+    http_get,
+    prometheus_server,
+    promised_names,
+    require_binary,
+    served_names,
+    wait_until,
+)
 
 M = names.metric_prometheus_name
 L = names.prometheus_label
@@ -69,76 +66,37 @@ LLM_OPERATIONS = set(names.INFERENCE_OPERATIONS)
 
 
 @dataclass
-class OTLPWorkload(proof.Workload):
-    """proof.Workload's app, exporting OTLP/HTTP to the agent collector instead of serving /metrics."""
+class Stack:
+    """The scaled-out pipeline running, with the proof workload's app sending OTLP/HTTP to the agent."""
 
-    @classmethod
-    def to_collector(cls, endpoint: str) -> OTLPWorkload:
-        from llmmeter.processor import LLMMeterSpanProcessor
-        from llmmeter.views import llmmeter_views
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    api: PrometheusAPI
+    jaeger: JaegerAPI
+    procs: dict[str, Proc]
+    agent: CollectorPorts
+    gateways: list[CollectorPorts]
+    workload: proof.OTLPWorkload
+    client: openai.OpenAI
 
-        resource = Resource.create({"service.name": SERVICE})
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"),
-                                               export_interval_millis=1000)
-        meter_provider = MeterProvider(metric_readers=[reader], resource=resource, views=llmmeter_views())
-        tracer_provider = TracerProvider(resource=resource)
-        settings = config.Settings(label_keys=(*names.DEFAULT_LABEL_KEYS, "user"), summary="off",
-                                   max_values_per_label=proof.MAX_VALUES_PER_LABEL)
-        tracer_provider.add_span_processor(LLMMeterSpanProcessor(meter_provider, settings=settings))
-        exporter = InMemorySpanExporter()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
-        return cls(tracer_provider, meter_provider, exporter, settings, port=0, server=None)
 
-    def flush(self) -> None:
-        self.tracer_provider.force_flush()
-        self.meter_provider.force_flush()
-
-    def close(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+@contextmanager
+def running_stack(tmp: Any, *, data_dir: Any = None, prometheus_args: tuple[str, ...] = (),
+                  with_budgets: bool = True) -> Iterator[Stack]:
+    """Jaeger, two gateways, an agent and a real Prometheus scraping the gateways, all healthy; the app attached
+    (proof.attach). Everything is stopped and put back on exit."""
+    prometheus = require_binary("prometheus")
+    with ExitStack() as cleanup:
+        jaeger_ports, gateways, agent, procs = start_pipeline(cleanup, tmp)
+        api = cleanup.enter_context(prometheus_server(prometheus, tmp, prometheus_config(gateways),
+                                                      data_dir=data_dir, args=prometheus_args))
+        workload = proof.OTLPWorkload.to_collector(f"http://127.0.0.1:{agent.http}")
+        client = proof.attach(cleanup, workload, with_budgets=with_budgets)
+        yield Stack(api, JaegerAPI(jaeger_ports), procs, agent, gateways, workload, client)
 
 
 @dataclass
-class Pipeline:
-    api: PrometheusAPI
-    jaeger: JaegerAPI
-    workload: OTLPWorkload
-    agent: CollectorPorts
-    gateways: list[CollectorPorts]
+class Pipeline(Stack):
     demo_output: str
     last_week_input_rate: float
-
-
-def prometheus_config(tmp: Any, gateways: list[CollectorPorts]) -> dict[str, Any]:
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES_FILE)],
-        # As collector/prometheus.yml, with every gateway replica as a target.
-        "scrape_configs": [{"job_name": "otel-collector", "honor_labels": True, "static_configs": [
-            {"targets": [f"127.0.0.1:{g.prometheus}" for g in gateways]}]}],
-    }
-
-
-def start_pipeline(cleanup: ExitStack, tmp: Any) -> tuple[JaegerPorts, list[CollectorPorts], CollectorPorts,
-                                                          dict[str, Proc]]:
-    """Jaeger, two gateways and an agent, each started and healthy; stopped by ``cleanup``."""
-    jaeger_ports = JaegerPorts()
-    procs = {"jaeger": jaeger(render_jaeger(tmp, jaeger_ports), jaeger_ports, tmp)}
-    gateways = [CollectorPorts(), CollectorPorts()]
-    for i, ports in enumerate(gateways, 1):
-        procs[f"gateway-{i}"] = collector(f"gateway-{i}", render(GATEWAY, tmp, ports, jaeger_grpc=jaeger_ports.grpc),
-                                          ports, tmp)
-    agent = CollectorPorts()
-    procs["agent"] = collector("agent", render(AGENT, tmp, agent, gateways=[f"127.0.0.1:{g.grpc}" for g in gateways]),
-                               agent, tmp)
-    cleanup.enter_context(stopping(*procs.values()))
-    for proc in procs.values():
-        proc.start()
-    return jaeger_ports, gateways, agent, procs
 
 
 def run_demo_cli(agent: CollectorPorts) -> str:
@@ -154,39 +112,15 @@ def run_demo_cli(agent: CollectorPorts) -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    prometheus, promtool = require_binary("prometheus"), require_binary("promtool")
     tmp = tmp_path_factory.mktemp("pipeline")
-    data_dir = tmp / "prom-data"
-    data_dir.mkdir()
-    last_week_rate = proof.backfill_last_week(promtool, data_dir, tmp)
-    with ExitStack() as cleanup:
-        jaeger_ports, gateways, agent, _procs = start_pipeline(cleanup, tmp)
-        prom_port = free_port()
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(tmp, gateways)))
-        cleanup.enter_context(running(
-            [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data_dir}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=30d"],
-            tmp / "prometheus.log"))
-        api = PrometheusAPI(f"http://127.0.0.1:{prom_port}")
-        wait_until(lambda: http_get(f"{api.base_url}/-/ready"), 30, "prometheus ready")
-
-        workload = OTLPWorkload.to_collector(f"http://127.0.0.1:{agent.http}")
-        cleanup.callback(workload.close)
-        cleanup.enter_context(guarded(workload))
-        config.set_settings(workload.settings)
-        workload.budgets = [budgets.add(spec) for spec in proof.BUDGET_SPECS]
-        demo = cleanup.enter_context(DemoServer())
-        client = openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
+    data_dir, last_week_rate = proof.last_week_tsdb(tmp)
+    with running_stack(tmp, data_dir=data_dir, prometheus_args=("--storage.tsdb.retention.time=30d",)) as stack:
+        api, workload = stack.api, stack.workload
         requests = M(names.METRIC_REQUESTS)
-        for phase in range(proof.PHASES):
-            workload.run_phase(client, phase)
-            workload.flush()
-            seen = len(proof.llm_spans(workload.spans()))
-            # Two scrapes apart, so rate()/increase() see every series grow.
-            wait_until(lambda n=seen: api.vector(f'sum({requests}{{{SERVICE_LABEL}="{SERVICE}"}})') == [({}, n)],
-                       60, f"prometheus to scrape {seen} requests of {SERVICE} through the collectors")
-        demo_output = run_demo_cli(agent)
-        jaeger_api = JaegerAPI(jaeger_ports)
+        # Two scrapes apart, so rate()/increase() see every series grow.
+        proof.run_phases(workload, stack.client, api, where=f'{{{SERVICE_LABEL}="{SERVICE}"}}', timeout=60)
+        demo_output = run_demo_cli(stack.agent)
+        jaeger_api = stack.jaeger
         sent = len(workload.spans())
         wait_until(lambda: len(jaeger_api.spans(SERVICE)) == sent, 60, f"{sent} spans of {SERVICE} in Jaeger")
 
@@ -196,21 +130,18 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
             return bool(llm) and scraped == [({}, float(len(llm)))]
 
         wait_until(demo_complete, 60, f"{DEMO_SERVICE}'s spans in Jaeger and its requests in Prometheus to agree")
-        yield Pipeline(api, jaeger_api, workload, agent, gateways, demo_output, last_week_rate)
+        yield Pipeline(**vars(stack), demo_output=demo_output, last_week_input_rate=last_week_rate)
 
 
 # --- Prometheus through the collector ----------------------------------------------------------------
 @pytest.mark.parametrize(("where", "expr"), proof.dashboard_queries(), ids=[q[0] for q in proof.dashboard_queries()])
 def test_dashboard_query_returns_data(pipeline: Pipeline, where: str, expr: str) -> None:
-    result = pipeline.api.vector(proof.grafana_to_promql(expr))
-    assert result, f"{where}: no data for {proof.grafana_to_promql(expr)}"
-    assert all(not math.isnan(value) for _, value in result), f"{where}: NaN in {result}"
+    check_dashboard_query(pipeline.api, where, expr)
 
 
 @pytest.mark.parametrize(("alert", "expr"), proof.alert_expressions(), ids=[a[0] for a in proof.alert_expressions()])
 def test_alert_expression_evaluates(pipeline: Pipeline, alert: str, expr: str) -> None:
-    response = pipeline.api.query(expr)
-    assert response["status"] == "success", f"{alert}: {response}"
+    check_alert_expression(pipeline.api, alert, expr)
 
 
 def test_collector_exporter_serves_the_names_llmmeter_promises(pipeline: Pipeline) -> None:
@@ -221,19 +152,11 @@ def test_collector_exporter_serves_the_names_llmmeter_promises(pipeline: Pipelin
     for gateway in pipeline.gateways:
         text = http_get(f"http://127.0.0.1:{gateway.prometheus}/metrics").decode()
         lines += text.splitlines()
-        served |= {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"}
-    expected = set()
-    for metric, (kind, _unit) in names.METRIC_SPECS.items():
-        if metric in names.NOT_SERVED_BY_A_HEALTHY_APP:  # `llmmeter reconcile`'s, or a disabled setting's
-            continue
-        base = M(metric)
-        expected |= {base + s for s in ("_bucket", "_sum", "_count")} if kind == names.KIND_HISTOGRAM else {base}
-    assert {s for s in served if s.startswith(("llmmeter_", "gen_ai_"))} == expected
+        served |= served_names(text)
+    assert {s for s in served if s.startswith(("llmmeter_", "gen_ai_"))} == promised_names()
     tokens_line = next(line for line in lines if line.startswith(M(names.METRIC_TOKENS) + "{")
                        and f'{SERVICE_LABEL}="{SERVICE}"' in line)
-    for label in (L(names.PROVIDER), L(names.REQUEST_MODEL), L(names.LABEL_TOKEN_TYPE), "tenant", "user",
-                  "environment", SERVICE_LABEL):
-        assert f"{label}=" in tokens_line, f"{label} missing from {tokens_line}"
+    check_token_labels(tokens_line)
 
 
 def jaeger_llm_spans(pipeline: Pipeline, service: str) -> list[dict[str, Any]]:

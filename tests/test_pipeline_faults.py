@@ -13,17 +13,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 
-import openai
 import pytest
 import test_prometheus_proof as proof
-import yaml
 from collector_support import (
     SINGLE,
     CollectorPorts,
-    JaegerAPI,
     JaegerPorts,
     Proc,
     collector,
@@ -34,48 +29,21 @@ from collector_support import (
     stopping,
     tags,
 )
-from guard_support import guarded
-from llmmeter import config, names
+from llmmeter import names
 from llmmeter.demo import scenarios
-from llmmeter.demo.server import DemoServer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from promtools import PrometheusAPI, free_port, http_get, require_binary, running, wait_until
-from test_pipeline_e2e import SERVICE, SERVICE_LABEL, OTLPWorkload, prometheus_config, start_pipeline
+from promtools import wait_until
+from test_pipeline_e2e import SERVICE, SERVICE_LABEL, Stack, running_stack
 
 M = names.metric_prometheus_name
 
 
-@dataclass
-class Stack:
-    api: PrometheusAPI
-    jaeger: JaegerAPI
-    procs: dict[str, Proc]
-    gateways: list[CollectorPorts]
-    workload: OTLPWorkload
-    client: openai.OpenAI
-
-
 @pytest.fixture
 def stack(tmp_path) -> Iterator[Stack]:
-    prometheus = require_binary("prometheus")
-    with ExitStack() as cleanup:
-        jaeger_ports, gateways, agent, procs = start_pipeline(cleanup, tmp_path)
-        prom_port = free_port()
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(tmp_path, gateways)))
-        cleanup.enter_context(running(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"], tmp_path / "prometheus.log"))
-        api = PrometheusAPI(f"http://127.0.0.1:{prom_port}")
-        wait_until(lambda: http_get(f"{api.base_url}/-/ready"), 30, "prometheus ready")
-        workload = OTLPWorkload.to_collector(f"http://127.0.0.1:{agent.http}")
-        cleanup.callback(workload.close)
-        cleanup.enter_context(guarded(workload))
-        config.set_settings(workload.settings)
-        demo = cleanup.enter_context(DemoServer())
-        client = openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
-        yield Stack(api, JaegerAPI(jaeger_ports), procs, gateways, workload, client)
+    with running_stack(tmp_path, with_budgets=False) as running:
+        yield running
 
 
 def test_gateway_killed_mid_run_and_restarted_loses_nothing(stack: Stack) -> None:

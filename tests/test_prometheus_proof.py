@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import llmmeter
 import openai
@@ -39,22 +39,29 @@ from llmmeter import attribution, budgets, config, estimate, hooks, names
 from llmmeter.demo import agent_scenario, scenarios
 from llmmeter.demo.server import DemoServer
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from promtools import (
     DASHBOARDS_DIR,
     RULES_FILE,
     PrometheusAPI,
+    check_alert_expression,
+    check_dashboard_query,
+    check_token_labels,
     free_port,
-    grafana_to_promql,
     http_get,
+    prometheus_server,
+    promised_names,
     require_binary,
     running,
+    served_names,
     wait_until,
 )
 
+W = TypeVar("W", bound="Workload")
 SERVICE = "llmmeter-proof"
 ENVIRONMENT = "proof"
 M = names.metric_prometheus_name
@@ -95,25 +102,34 @@ class Workload:
 
     @classmethod
     def start(cls) -> Workload:
-        from llmmeter.processor import LLMMeterSpanProcessor
-        from llmmeter.views import llmmeter_views
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import CollectorRegistry, start_http_server
 
         registry = CollectorRegistry()
         reader = PrometheusMetricReader(registry=registry, resource_attribute_filter=lambda key: key == "service.name")
+        port = free_port()
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        # The cost ledger is on (a scratch directory), so its llmmeter.ledger.dropped counter is served too.
+        return cls.build(reader, ledger=tempfile.mkdtemp(prefix="llmmeter-prom-ledger-"), port=port, server=server)
+
+    @classmethod
+    def build(cls: type[W], reader: MetricReader, *, ledger: str | None = None,
+              span_exporter: SpanExporter | None = None, port: int = 0, server: Any = None) -> W:
+        """The app's pipeline as ``llmmeter demo`` builds it, its metrics read by ``reader``; every span kept in
+        memory (the expected totals come from them) and, given ``span_exporter``, exported in batches too."""
+        from llmmeter.processor import LLMMeterSpanProcessor
+        from llmmeter.views import llmmeter_views
+
         resource = Resource.create({"service.name": SERVICE})
         meter_provider = MeterProvider(metric_readers=[reader], resource=resource, views=llmmeter_views())
         tracer_provider = TracerProvider(resource=resource)
-        # The cost ledger is on (a scratch directory), so its llmmeter.ledger.dropped counter is served too.
         settings = config.Settings(label_keys=(*names.DEFAULT_LABEL_KEYS, "user"), summary="off",
-                                   max_values_per_label=MAX_VALUES_PER_LABEL,
-                                   ledger=tempfile.mkdtemp(prefix="llmmeter-prom-ledger-"))
+                                   max_values_per_label=MAX_VALUES_PER_LABEL, ledger=ledger)
         tracer_provider.add_span_processor(LLMMeterSpanProcessor(meter_provider, settings=settings))
         exporter = InMemorySpanExporter()
         tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        port = free_port()
-        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        if span_exporter is not None:
+            tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
         return cls(tracer_provider, meter_provider, exporter, settings, port, server)
 
     def run_phase(self, client: openai.OpenAI, phase: int) -> None:
@@ -159,10 +175,71 @@ class Workload:
     def exposition(self) -> str:
         return http_get(f"http://127.0.0.1:{self.port}/metrics").decode()
 
+    def flush(self) -> None:
+        """Push what the app holds (nothing here: Prometheus scrapes it)."""
+
     def close(self) -> None:
         self.server.shutdown()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+@dataclass
+class OTLPWorkload(Workload):
+    """The same app exporting over OTLP/HTTP (to a collector, or to Prometheus 3's OTLP receiver) instead of
+    serving /metrics: metrics every second, spans in batches when ``traces_url`` is given."""
+
+    @classmethod
+    def over_otlp(cls, metrics_url: str, traces_url: str | None = None) -> OTLPWorkload:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=metrics_url), export_interval_millis=1000)
+        return cls.build(reader, span_exporter=OTLPSpanExporter(endpoint=traces_url) if traces_url else None)
+
+    @classmethod
+    def to_collector(cls, endpoint: str) -> OTLPWorkload:
+        """Both signals to a collector's OTLP/HTTP receiver at ``endpoint`` (``http://host:port``)."""
+        return cls.over_otlp(f"{endpoint}/v1/metrics", f"{endpoint}/v1/traces")
+
+    def flush(self) -> None:
+        self.tracer_provider.force_flush()
+        self.meter_provider.force_flush()
+
+    def close(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def attach(cleanup: ExitStack, workload: Workload, *, with_budgets: bool = True) -> openai.OpenAI:
+    """Make ``workload`` the app until ``cleanup`` closes: guarded() (llmmeter's guard telemetry to this
+    pipeline, the openai SDK instrumented, fresh budgets and outcomes; on exit every hook, budget, provider and
+    setting is put back), its settings current, BUDGET_SPECS added unless ``with_budgets`` is false. Returns an
+    openai client of the demo's scripted server on 127.0.0.1."""
+    cleanup.callback(workload.close)
+    cleanup.enter_context(guarded(workload))
+    config.set_settings(workload.settings)
+    if with_budgets:
+        workload.budgets = [budgets.add(spec) for spec in BUDGET_SPECS]
+    demo = cleanup.enter_context(DemoServer())
+    return openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
+
+
+def run_phases(workload: Workload, client: openai.OpenAI, api: PrometheusAPI, *, where: str = "",
+               timeout: float = 30, after_each: Any = None) -> None:
+    """The PHASES phases of the workload; after each, wait until Prometheus counts every LLM call made so far
+    (``where``: a label selector, e.g. one service's), so rate()/increase() see two distinct samples of each
+    series. ``after_each``: a further wait, if the path needs one."""
+    requests = M(names.METRIC_REQUESTS)
+    for phase in range(PHASES):
+        workload.run_phase(client, phase)
+        workload.flush()
+        seen = len(llm_spans(workload.spans()))
+        wait_until(lambda n=seen: api.vector(f"sum({requests}{where})") == [({}, float(n))], timeout,
+                   f"prometheus to count {seen} requests{where}")
+        if after_each is not None:
+            after_each()
 
 
 # --- what the spans say ------------------------------------------------------------------------------
@@ -223,6 +300,13 @@ def backfill_last_week(promtool: str, data_dir: pathlib.Path, tmp: pathlib.Path)
     return per_step_tokens / step  # input tokens per second last week
 
 
+def last_week_tsdb(tmp: pathlib.Path) -> tuple[pathlib.Path, float]:
+    """A TSDB directory under ``tmp`` holding :func:`backfill_last_week`'s data, and last week's input rate."""
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    return data_dir, backfill_last_week(require_binary("promtool"), data_dir, tmp)
+
+
 @dataclass
 class Stack:
     api: PrometheusAPI
@@ -235,53 +319,31 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus = require_binary("prometheus")
     alertmanager = require_binary("prometheus-alertmanager")
-    promtool = require_binary("promtool")
     tmp = tmp_path_factory.mktemp("prom")
-    data_dir = tmp / "data"
-    data_dir.mkdir()
-    last_week_rate = backfill_last_week(promtool, data_dir, tmp)
+    data_dir, last_week_rate = last_week_tsdb(tmp)
 
     with ExitStack() as cleanup:
         workload = Workload.start()
-        cleanup.callback(workload.close)
-        # guarded(): llmmeter's guard telemetry to this pipeline, the openai SDK instrumented, fresh budgets
-        # and outcomes; on exit every hook, budget, provider and setting is put back.
-        cleanup.enter_context(guarded(workload))
-        config.set_settings(workload.settings)
-        workload.budgets = [budgets.add(spec) for spec in BUDGET_SPECS]
-        demo = cleanup.enter_context(DemoServer())
-        client = openai.OpenAI(base_url=demo.base_url, api_key="demo-not-a-secret", max_retries=0)
+        client = attach(cleanup, workload)
 
-        am_port, prom_port = free_port(), free_port()
+        am_port = free_port()
         (tmp / "alertmanager.yml").write_text(yaml.safe_dump({
             "route": {"receiver": "test", "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"},
             "receivers": [{"name": "test"}],
         }))
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        am_args = [alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am'}",
+                   f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]
+        cleanup.enter_context(running(am_args, tmp / "alertmanager.log"))
+        api = cleanup.enter_context(prometheus_server(prometheus, tmp, {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES_FILE)],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
             # A direct scrape of the Python exporter: no relabelling, the names are the collector's.
             "scrape_configs": [{"job_name": "llmmeter-app",
                                 "static_configs": [{"targets": [f"127.0.0.1:{workload.port}"]}]}],
-        }))
-        am_args = [alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am'}",
-                   f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="]
-        prom_args = [prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={data_dir}",
-                     f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=30d"]
-        cleanup.enter_context(running(am_args, tmp / "alertmanager.log"))
-        cleanup.enter_context(running(prom_args, tmp / "prometheus.log"))
-        base = f"http://127.0.0.1:{prom_port}"
-        wait_until(lambda: http_get(f"{base}/-/ready"), 30, "prometheus ready")
+        }, data_dir=data_dir, args=("--storage.tsdb.retention.time=30d",)))
         wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager ready")
-        api = PrometheusAPI(base)
-        requests = M(names.METRIC_REQUESTS)
-        for phase in range(PHASES):
-            workload.run_phase(client, phase)
-            seen = len(llm_spans(workload.spans()))
-            # Wait until a scrape has seen this phase, so rate()/increase() have two distinct samples.
-            wait_until(lambda n=seen: api.vector(f"sum({requests})") == [({}, float(n))], 30,
-                       f"prometheus to scrape {seen} requests")
+        run_phases(workload, client, api)
         yield Stack(api, f"http://127.0.0.1:{am_port}", workload, last_week_rate)
 
 
@@ -304,32 +366,20 @@ def test_python_exporter_names_match_prometheus_name(stack: Stack) -> None:
     """opentelemetry-exporter-prometheus serves exactly names.metric_prometheus_name() for every metric
     of names.METRIC_SPECS (the collector's names), and nothing else under llmmeter_/gen_ai_."""
     text = stack.workload.exposition()
-    served = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-    expected = set()
-    for metric, (kind, _unit) in names.METRIC_SPECS.items():
-        # A CLI batch job's (llmmeter reconcile), or only in a process running with a setting disabled.
-        if metric in names.NOT_SERVED_BY_A_HEALTHY_APP:
-            continue
-        base = M(metric)
-        expected |= {base + s for s in ("_bucket", "_sum", "_count")} if kind == names.KIND_HISTOGRAM else {base}
-    assert {s for s in served if s.startswith(("llmmeter_", "gen_ai_"))} == expected
+    served = served_names(text)
+    assert {s for s in served if s.startswith(("llmmeter_", "gen_ai_"))} == promised_names()
     labels_line = next(line for line in text.splitlines() if line.startswith(M(names.METRIC_TOKENS) + "{"))
-    for label in (L(names.PROVIDER), L(names.REQUEST_MODEL), L(names.LABEL_TOKEN_TYPE), "tenant", "user",
-                  "environment", L("service.name")):
-        assert f"{label}=" in labels_line, f"{label} missing from {labels_line}"
+    check_token_labels(labels_line)
 
 
 @pytest.mark.parametrize(("where", "expr"), dashboard_queries(), ids=[q[0] for q in dashboard_queries()])
 def test_dashboard_query_returns_data(stack: Stack, where: str, expr: str) -> None:
-    result = stack.api.vector(grafana_to_promql(expr))
-    assert result, f"{where}: no data for {grafana_to_promql(expr)}"
-    assert all(not math.isnan(value) for _, value in result), f"{where}: NaN in {result}"
+    check_dashboard_query(stack.api, where, expr)
 
 
 @pytest.mark.parametrize(("alert", "expr"), alert_expressions(), ids=[a[0] for a in alert_expressions()])
 def test_alert_expression_evaluates(stack: Stack, alert: str, expr: str) -> None:
-    response = stack.api.query(expr)
-    assert response["status"] == "success", f"{alert}: {response}"
+    check_alert_expression(stack.api, alert, expr)
 
 
 def test_cost_and_tokens_equal_the_spans(stack: Stack) -> None:

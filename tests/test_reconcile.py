@@ -19,11 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from llmmeter.reconcile import anthropic, openai
 from llmmeter.reconcile.client import ReconcileError
 from llmmeter.reconcile.report import canonical_model
-from promtools import RULES_FILE, PrometheusAPI, free_port, http_get, require_binary, running, wait_until
+from promtools import RULES_FILE, free_port, prometheus_server, require_binary, wait_until
 from reconcile_fixtures import ANTHROPIC_KEY, D1, D2, D3, OPENAI_KEY, UNTIL, AdminAPI, prometheus_with_metered
 from replay_server import Reply, scripted
 
@@ -357,17 +356,11 @@ def test_the_alert_fires_from_the_textfile_on_a_real_prometheus(prometheus_url: 
                 env={"OPENAI_ADMIN_KEY": OPENAI_KEY})
     exposition = Reply(200, [("Content-Type", "text/plain; version=0.0.4")], path.read_bytes())
     with scripted(lambda request: exposition) as node:
-        port = free_port()
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        with prometheus_server(require_binary("prometheus"), tmp_path, {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES_FILE)],
             "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [node.base_url.split("//")[1]]}]}],
-        }))
-        args = [require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
-        with running(args, tmp_path / "prometheus.log"):
-            api = PrometheusAPI(f"http://127.0.0.1:{port}")
-            wait_until(lambda: http_get(f"{api.base_url}/-/ready"), 30, "prometheus ready")
+        }) as api:
             firing = 'ALERTS{alertname="LLMCostDriftFromInvoice", alertstate="firing"}'
             alerts = wait_until(lambda: len(api.vector(firing)) == 3 and api.vector(firing), 30, "three alerts firing")
     assert {labels["gen_ai_request_model"] for labels, _ in alerts} == {"gpt-4o", "o3-mini", "gpt-4.1-nano"}

@@ -90,18 +90,53 @@ ROLLUP_SUMS: tuple[tuple[str, str], ...] = (  # rollup column, the expression ov
 )
 
 
-def rollup_statements() -> list[str]:
-    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] into the hourly rollup."""
+def _upserts(into: str, unit: str, bucket: str, where: str, from_hourly: bool = False) -> list[str]:
+    """One UPSERT per rolled-up key: the rows matching ``where`` summed per (``bucket`` as ``unit``, value) into
+    the rollup table ``into``; the rows are calls (``llm_calls``), or the key's rows of the hourly rollup."""
     names_ = ", ".join(name for name, _expr in ROLLUP_SUMS)
-    sums = ", ".join(f"SUM({expr})" for _name, expr in ROLLUP_SUMS)
+    sums = ", ".join(f"SUM({name if from_hourly else expr})" for name, expr in ROLLUP_SUMS)
     updates = ", ".join(f"{name} = {name} + excluded.{name}" for name, _expr in ROLLUP_SUMS)
+    source = ROLLUP_TABLE if from_hourly else TABLE
     return [
-        f"INSERT INTO {ROLLUP_TABLE} (key, hour, value, {names_}) "
-        f"SELECT '{key}', COALESCE(start_ns, 0) / {HOUR_NS}, COALESCE({column}, '{NONE_VALUE}'), {sums} "
-        f"FROM {TABLE} WHERE rowid > ? AND rowid <= ? GROUP BY 2, 3 "
-        f"ON CONFLICT (key, hour, value) DO UPDATE SET {updates}"
+        f"INSERT INTO {into} (key, {unit}, value, {names_}) "
+        f"SELECT '{key}', {bucket}, {'value' if from_hourly else f'COALESCE({column}, {NONE_VALUE!r})'}, {sums} "
+        f"FROM {source} WHERE {f'key = {key!r} AND ' if from_hourly else ''}{where} GROUP BY 2, 3 "
+        f"ON CONFLICT (key, {unit}, value) DO UPDATE SET {updates}"
         for key, column in ROLLUP_KEYS.items()
     ]
+
+
+def rollup_statements() -> list[str]:
+    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] into the hourly rollup."""
+    return _upserts(ROLLUP_TABLE, "hour", f"COALESCE(start_ns, 0) / {HOUR_NS}", "rowid > ? AND rowid <= ?")
+
+
+# --- the daily rollup ---------------------------------------------------------------------------------------
+# The same sums per (key, UTC day, value), folded from the hourly rollup: a `top` over weeks reads one row per
+# value and day instead of one per value and hour (10M calls, 10,000 users over 167 hours: 1.67M hourly rows,
+# 70,000 daily ones). `DAILY_UPTO` in the meta table is the first hour NOT folded (a day boundary): the daily
+# table holds exactly the hourly rows of the hours before it, summed per day. The writer keeps that true in
+# each batch's transaction: a batch's rows of hours before it (late calls, an older file catching up) are summed
+# into both tables, and once a UTC day is over by the writer's clock its hours are folded in and the mark moves
+# past it (one day per transaction, so an old file catches up without holding the write lock long). A reader
+# takes whole days before the mark from here and every other whole hour from the hourly table, in one
+# statement (one snapshot), so the two never count a call twice.
+DAILY_TABLE = "llm_calls_daily"
+DAILY_UPTO = "daily_upto_hour"
+DAY_HOURS = 24
+
+
+def daily_late_statements() -> list[str]:
+    """One UPSERT per rolled-up key, summing the rows with ``rowid`` in (?, ?] and an hour before ? into the
+    daily rollup (rows that arrive for hours already folded)."""
+    return _upserts(DAILY_TABLE, "day", f"COALESCE(start_ns, 0) / {HOUR_NS * DAY_HOURS}",
+                    f"rowid > ? AND rowid <= ? AND COALESCE(start_ns, 0) / {HOUR_NS} < ?")
+
+
+def daily_fold_statements() -> list[str]:
+    """One UPSERT per rolled-up key, summing its hourly rows of hours in [?, ?) into the daily rollup (per key,
+    so each reads a range of the hourly primary key ``(key, hour, value)``)."""
+    return _upserts(DAILY_TABLE, "day", f"hour / {DAY_HOURS}", "hour >= ? AND hour < ?", from_hourly=True)
 
 
 # --- outcomes ------------------------------------------------------------------------------------------------
@@ -158,6 +193,8 @@ def create_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT)",
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_TABLE} (key TEXT NOT NULL, hour INTEGER NOT NULL, value TEXT NOT NULL, "
         f"{sums}, PRIMARY KEY (key, hour, value)) WITHOUT ROWID",
+        f"CREATE TABLE IF NOT EXISTS {DAILY_TABLE} (key TEXT NOT NULL, day INTEGER NOT NULL, value TEXT NOT NULL, "
+        f"{sums}, PRIMARY KEY (key, day, value)) WITHOUT ROWID",
         f"CREATE TABLE IF NOT EXISTS {OUTCOMES_TABLE} ({', '.join(f'{n} {t}' for n, t in OUTCOME_COLUMNS)})",
         f"CREATE TABLE IF NOT EXISTS {CACHE_TABLE} ({', '.join(f'{n} {t}' for n, t in CACHE_COLUMNS)})",
     ]

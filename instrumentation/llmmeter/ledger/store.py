@@ -37,6 +37,9 @@ class LedgerStore:
     until_ns: int | None = None
     # True when every file's hourly rollup covers all its rows: then the TEMP view `calls_hourly` unions them.
     rollup_ready: bool = False
+    # Per file: (its hourly rollup table, its daily rollup table or None, the first hour not folded into the
+    # daily one or None): `top` reads each file's rollups on their own (llmmeter.report.queries.top_rollup).
+    rollup_tables: list[tuple[str, str | None, int | None]] = field(default_factory=list)
 
     def close(self) -> None:
         self.conn.close()
@@ -90,6 +93,7 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
             lookups.append(f"SELECT {lcols} FROM {alias}.{schema.CACHE_TABLE}")
         if _rollup_complete(conn, alias):
             rollups.append(f"SELECT * FROM {alias}.{schema.ROLLUP_TABLE}")
+            store.rollup_tables.append((f"{alias}.{schema.ROLLUP_TABLE}", *_daily_rollup(conn, alias)))
     if not selects:
         conn.close()
         detail = "; ".join(store.problems) if store.problems else "no ledger file"
@@ -112,6 +116,9 @@ def open_store(directory: str | Path, since_ns: int | None = None, until_ns: int
     conn.execute(f"CREATE TEMP VIEW cache_lookups AS SELECT * FROM ({' UNION ALL '.join(lookups)})"
                  + (f" WHERE {window}" if window else ""))
     union = "\nUNION ALL\n".join(selects)
+    # Every row, no window: `top` from the rollups reads its window's partial edge hours from it, each as ONE
+    # start_ns range (over `calls`, SQLite would range-scan by the window's bound and filter by the edge's).
+    conn.execute(f"CREATE TEMP VIEW calls_unwindowed AS {union}")
     conn.execute(
         f"CREATE TEMP VIEW calls AS SELECT *, {DAY_SQLITE} AS day FROM ({union})"
         + (f" WHERE {' AND '.join(where)}" if where else "")
@@ -129,3 +136,19 @@ def _rollup_complete(conn: sqlite3.Connection, alias: str) -> bool:
     except sqlite3.Error:  # an older file: no rollup or no meta table
         return False
     return last == 0 or (found is not None and int(found[0]) == last)
+
+
+def _daily_rollup(conn: sqlite3.Connection, alias: str) -> tuple[str | None, int | None]:
+    """The file's daily rollup table and the first hour not folded into it; (None, None) when it has none (a
+    file no writer of this version has rolled up yet). Read before the report's statement, which may see a
+    later snapshot: the mark only moves forward and a fold leaves the hourly rows as they are, so days before
+    an older mark from the daily table plus the hours after it from the hourly one still count each call once."""
+    try:
+        found = conn.execute(f"SELECT value FROM {alias}.{schema.META_TABLE} WHERE key = ?",
+                             (schema.DAILY_UPTO,)).fetchone()
+        conn.execute(f"SELECT 1 FROM {alias}.{schema.DAILY_TABLE} LIMIT 1").fetchall()
+    except sqlite3.Error:
+        return None, None
+    if found is None:
+        return None, None
+    return f"{alias}.{schema.DAILY_TABLE}", int(found[0])

@@ -24,6 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -75,25 +76,70 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection
     return conn
 
 
-def roll_up(conn: sqlite3.Connection, limit: int = ROLLUP_CATCH_UP, allowance: int = BATCH) -> bool:
+def roll_up(conn: sqlite3.Connection, limit: int = ROLLUP_CATCH_UP, allowance: int = BATCH,
+            now_ns: int | None = None) -> bool:
     """Sum the rows not yet in the hourly rollup into it: all of them when at most ``limit + allowance`` (the
-    batch just inserted), else the next ``limit`` (an older file catching up). Call inside the writing
-    transaction. True when the rollup now covers every row."""
+    batch just inserted), else the next ``limit`` (an older file catching up); rows of hours already folded
+    into the daily rollup go into it too; then fold the next finished UTC day (``now_ns``: the writer's clock).
+    Call inside the writing transaction. True when the hourly rollup now covers every row."""
     found = conn.execute(f"SELECT value FROM {schema.META_TABLE} WHERE key = ?", (schema.ROLLUP_UPTO,)).fetchone()
     upto = int(found[0]) if found else 0
     last = conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {schema.TABLE}").fetchone()[0]
-    if last <= upto:
-        return True
-    # Rows this process inserted are all above `upto` (rowids grow); an older file catches up `limit` at a time.
-    target = last if last - upto <= limit + allowance else upto + limit
-    for statement in _ROLLUP_STATEMENTS:
-        conn.execute(statement, (upto, target))
-    conn.execute(f"INSERT INTO {schema.META_TABLE} (key, value) VALUES (?, ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (schema.ROLLUP_UPTO, str(target)))
+    target = last
+    if last > upto:
+        # Rows this process inserted are all above `upto` (rowids grow); an older file catches up `limit` at a time.
+        target = last if last - upto <= limit + allowance else upto + limit
+        for statement in _ROLLUP_STATEMENTS:
+            conn.execute(statement, (upto, target))
+        mark = _meta_int(conn, schema.DAILY_UPTO)
+        if mark is not None and conn.execute(
+                f"SELECT 1 FROM {schema.TABLE} WHERE rowid > ? AND rowid <= ? "
+                f"AND COALESCE(start_ns, 0) / {schema.HOUR_NS} < ? LIMIT 1", (upto, target, mark)).fetchone():
+            for statement in _DAILY_LATE_STATEMENTS:  # calls of hours already folded: into both rollups
+                conn.execute(statement, (upto, target, mark))
+        _set_meta(conn, schema.ROLLUP_UPTO, target)
+    fold_day(conn, time.time_ns() if now_ns is None else now_ns)
     return target == last
 
 
+def fold_day(conn: sqlite3.Connection, now_ns: int) -> bool:
+    """Fold the hourly rollup's next UTC day that ended before ``now_ns`` into the daily rollup and move the
+    mark past it (hours without calls are skipped). Call inside the writing transaction. True when every day
+    before ``now_ns``'s is folded."""
+    probe = next(iter(schema.ROLLUP_KEYS))  # every rolled-up call is summed under every key: any key sees all hours
+    mark = _meta_int(conn, schema.DAILY_UPTO)
+    first = conn.execute(f"SELECT MIN(hour) FROM {schema.ROLLUP_TABLE} WHERE key = ?"
+                         + ("" if mark is None else " AND hour >= ?"),
+                         (probe,) if mark is None else (probe, mark)).fetchone()[0]
+    if first is None:
+        return True
+    today = now_ns // schema.HOUR_NS // schema.DAY_HOURS * schema.DAY_HOURS
+    start = first // schema.DAY_HOURS * schema.DAY_HOURS
+    if mark is None:  # a new file, or one an older llmmeter wrote: the daily rollup starts empty before `start`
+        _set_meta(conn, schema.DAILY_UPTO, start)
+        mark = start
+    end = start + schema.DAY_HOURS
+    if end > today:
+        return True
+    for statement in _DAILY_FOLD_STATEMENTS:
+        conn.execute(statement, (mark, end))
+    _set_meta(conn, schema.DAILY_UPTO, end)
+    return False
+
+
+def _meta_int(conn: sqlite3.Connection, key: str) -> int | None:
+    found = conn.execute(f"SELECT value FROM {schema.META_TABLE} WHERE key = ?", (key,)).fetchone()
+    return None if found is None else int(found[0])
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: int) -> None:
+    conn.execute(f"INSERT INTO {schema.META_TABLE} (key, value) VALUES (?, ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, str(value)))
+
+
 _ROLLUP_STATEMENTS = schema.rollup_statements()
+_DAILY_LATE_STATEMENTS = schema.daily_late_statements()
+_DAILY_FOLD_STATEMENTS = schema.daily_fold_statements()
 
 
 class LedgerWriter:

@@ -32,8 +32,11 @@ from llmmeter.report.queries import Query
 DEFAULT_TABLE = "otel.otel_traces"
 _TABLE_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
-OTEL_TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+def _traces_ddl(timestamp_codec: str, duration_codec: str, alias_columns: str, extra_index: str, keys: str) -> str:
+    """One version of the exporter's traces-table DDL (``{table}`` left to fill): the columns and indexes every
+    version has, with the codecs, ALIAS columns, extra index and key clauses where the versions differ."""
+    return f"""CREATE TABLE IF NOT EXISTS {{table}} (
+    Timestamp DateTime64(9) CODEC({timestamp_codec}, ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
     ParentSpanId String CODEC(ZSTD(1)),
@@ -45,7 +48,7 @@ OTEL_TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     ScopeName String CODEC(ZSTD(1)),
     ScopeVersion String CODEC(ZSTD(1)),
     SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    Duration UInt64 CODEC(ZSTD(1)),
+    Duration UInt64 CODEC({duration_codec}ZSTD(1)),
     StatusCode LowCardinality(String) CODEC(ZSTD(1)),
     StatusMessage String CODEC(ZSTD(1)),
     Events Nested (
@@ -58,66 +61,39 @@ OTEL_TRACES_DDL = """CREATE TABLE IF NOT EXISTS {table} (
         SpanId String,
         TraceState String,
         Attributes Map(LowCardinality(String), String)
-    ) CODEC(ZSTD(1)),
+    ) CODEC(ZSTD(1)),{alias_columns}
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1{extra_index}
 ) ENGINE = MergeTree()
 PARTITION BY toDate(Timestamp)
-ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
-SETTINGS index_granularity=8192, ttl_only_drop_parts = 1"""
+{keys}"""
+
+
+OTEL_TRACES_DDL = _traces_ddl(
+    "Delta", "", "", "",
+    "ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "SETTINGS index_granularity=8192, ttl_only_drop_parts = 1")
 
 
 # The same table as created by the exporter's newer template, ``internal/sqltemplates/traces_table.sql``
 # (contrib commit 2bf6b9e1f8c8716ab54eaac1635e56b4d0649900, the branch without full-text indexes): Delta(8) and
 # T64 codecs, two ALIAS columns, a lower(SpanName) index, PRIMARY KEY. The columns the reports read are the
 # same; the tests run every report on both DDLs.
-OTEL_TRACES_DDL_2BF6B9E = """CREATE TABLE IF NOT EXISTS {table} (
-    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    ParentSpanId String CODEC(ZSTD(1)),
-    TraceState String CODEC(ZSTD(1)),
-    SpanName LowCardinality(String) CODEC(ZSTD(1)),
-    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    Duration UInt64 CODEC(T64, ZSTD(1)),
-    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
-    StatusMessage String CODEC(ZSTD(1)),
-    Events Nested (
-        Timestamp DateTime64(9),
-        Name LowCardinality(String),
-        Attributes Map(LowCardinality(String), String)
-    ) CODEC(ZSTD(1)),
-    Links Nested (
-        TraceId String,
-        SpanId String,
-        TraceState String,
-        Attributes Map(LowCardinality(String), String)
-    ) CODEC(ZSTD(1)),
+OTEL_TRACES_DDL_2BF6B9E = _traces_ddl(
+    "Delta(8)", "T64, ",
+    """
     ResourceAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
         CAST(ResourceAttributes, 'Array(Tuple(String, String))')),
     SpanAttributeItems Array(String) ALIAS arrayMap(kv -> concat(kv.1, '=', kv.2),
-        CAST(SpanAttributes, 'Array(Tuple(String, String))')),
-    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_duration Duration TYPE minmax GRANULARITY 1,
-    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
-) ENGINE = MergeTree()
-PARTITION BY toDate(Timestamp)
-PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
-ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
-SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"""
+        CAST(SpanAttributes, 'Array(Tuple(String, String))')),""",
+    ",\n    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8",
+    "PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)\n"
+    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1")
 EXPORTER_DDLS: dict[str, str] = {"ff7a946": OTEL_TRACES_DDL, "2bf6b9e": OTEL_TRACES_DDL_2BF6B9E}
 
 

@@ -15,11 +15,13 @@ def _dicts(query: Query, rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def on_sqlite(store: Any, query: Query) -> list[dict[str, Any]]:
-    """On an open ledger store (its ``calls`` view). ``top`` by a rolled-up key reads the hourly rollup when the
-    store has a complete one (same rows, without a scan of every call)."""
+    """On an open ledger store (its ``calls`` view). ``top`` by a rolled-up key reads the rollups (daily, and
+    hourly for the hours not folded into days) when the store's hourly ones are complete (same rows, without a
+    scan of every call)."""
     top_by = getattr(query, "top_by", None)
     if top_by is not None and store.rollup_ready and top_by[0] in ROLLUP_KEYS:
-        query = queries.top_rollup(top_by[0], top_by[1], store.since_ns, store.until_ns)
+        query = queries.top_rollup(top_by[0], top_by[1], store.since_ns, store.until_ns,
+                                   tuple(store.rollup_tables))
     return _dicts(query, store.conn.execute(query.sql, query.params).fetchall())
 
 

@@ -80,28 +80,66 @@ LIMIT {int(limit)}"""
     return Query("top", sql, TOP_FIELDS, top_by=(key, limit))
 
 
-def top_rollup(key: str, limit: int, since_ns: int | None, until_ns: int | None) -> Query:
-    """``top`` from the embedded ledger's hourly rollup (``calls_hourly``, SQLite only): the whole hours of the
-    window from the rollup, the calls in its partial first and last hour from ``calls``; same result as
-    :func:`top`, without reading every call."""
-    from llmmeter.ledger.schema import HOUR_NS, ROLLUP_KEYS
+_SUMS_OF_ROLLUP = """SUM(calls) AS n, SUM(input_tokens) AS tin, SUM(output_tokens) AS tout,
+         SUM(cache_read_tokens) AS tcr, SUM(cache_creation_tokens) AS tcc, SUM(reasoning_tokens) AS tr,
+         SUM(cost_usd) AS usd, SUM(unpriced_calls) AS nu"""
+
+
+def _range(column: str, lo: int | None, hi: int | None) -> str | None:
+    """``lo <= column < hi`` (a missing bound is open); None when the range is empty."""
+    if lo is not None and hi is not None and lo >= hi:
+        return None
+    return " AND ".join([*([f"{column} >= {lo}"] if lo is not None else []),
+                         *([f"{column} < {hi}"] if hi is not None else [])])
+
+
+def top_rollup(key: str, limit: int, since_ns: int | None, until_ns: int | None,
+               files: tuple[tuple[str, str | None, int | None], ...]) -> Query:
+    """``top`` from the embedded ledger's rollups (SQLite only), same result as :func:`top` without reading
+    every call. Per ledger file (``files``: hourly table, daily table or None, first hour not folded into the
+    daily one): the window's whole days before that mark from the daily rollup, its other whole hours from the
+    hourly one; the calls of its partial first and last hour from the rows (``calls_unwindowed``).
+
+    Each part is grouped on its own and the parts' groups are added up; the share's denominator is a window
+    over those groups (``SUM(SUM(usd)) OVER ()``), not a second pass."""
+    from llmmeter.ledger.schema import DAY_HOURS, HOUR_NS, ROLLUP_KEYS
 
     column = ROLLUP_KEYS[key]
     h0 = None if since_ns is None else -(-int(since_ns) // HOUR_NS)  # first whole hour in the window
     h1 = None if until_ns is None else int(until_ns) // HOUR_NS  # first hour not wholly in it
-    hours = " AND ".join(f for f in (f"hour >= {h0}" if h0 is not None else "",
-                                     f"hour < {h1}" if h1 is not None else "") if f)
-    edge = " OR ".join(f for f in (f"start_ns < {h0 * HOUR_NS}" if h0 is not None else "",
-                                   f"start_ns >= {h1 * HOUR_NS}" if h1 is not None else "") if f)
-    parts = [f"""SELECT value AS k, calls AS n, input_tokens AS tin, output_tokens AS tout, cache_read_tokens AS tcr,
-         cache_creation_tokens AS tcc, reasoning_tokens AS tr, cost_usd AS usd, unpriced_calls AS nu
-  FROM calls_hourly WHERE key = '{key}'{f' AND {hours}' if hours else ''}"""]
-    if edge:
-        parts.append(f"""SELECT COALESCE({column}, '{NONE_KEY}'), 1, COALESCE(input_tokens, 0),
-         COALESCE(output_tokens, 0), COALESCE(cache_read_tokens, 0), COALESCE(cache_creation_tokens, 0),
-         COALESCE(reasoning_tokens, 0),
-         COALESCE(cost_usd, 0), CASE WHEN priced = 0 THEN 1 ELSE 0 END
-  FROM calls WHERE {edge}""")
+    parts: list[str] = []
+
+    def add(table: str, where: str | None) -> None:
+        if where is not None:
+            parts.append(f"SELECT value AS k, {_SUMS_OF_ROLLUP}\n  FROM {table} WHERE key = '{key}'"
+                         f"{f' AND {where}' if where else ''} GROUP BY value")
+
+    for hourly, daily, mark in files:
+        d0 = None if h0 is None else -(-h0 // DAY_HOURS)  # first whole day in the window
+        d1 = None if mark is None else mark // DAY_HOURS if h1 is None else min(mark, h1) // DAY_HOURS
+        if daily is None or d1 is None or (d0 is not None and d1 <= d0):
+            add(hourly, _range("hour", h0, h1))
+            continue
+        add(daily, _range("day", d0, d1))  # days [d0, d1); the hours around them from the hourly table
+        if d0 is not None:
+            add(hourly, _range("hour", h0, d0 * DAY_HOURS))
+        add(hourly, _range("hour", d1 * DAY_HOURS, h1))
+    # The partial first and last hour from the rows, each one range of the start_ns index (`calls_unwindowed`:
+    # over `calls` the window's own bound would be the range and the edge's a filter); the second starts no
+    # earlier than the first ends, so a window inside one hour is read once.
+    edges = [*([f"start_ns >= {int(since_ns)} AND start_ns < {h0 * HOUR_NS}"] if h0 is not None else []),
+             *([f"start_ns >= {(h1 if h0 is None else max(h0, h1)) * HOUR_NS} AND start_ns < {int(until_ns)}"]
+               if h1 is not None else [])]
+    for edge in edges:
+        parts.append(f"""SELECT COALESCE({column}, '{NONE_KEY}') AS k, COUNT(*) AS n,
+         SUM(COALESCE(input_tokens, 0)) AS tin, SUM(COALESCE(output_tokens, 0)) AS tout,
+         SUM(COALESCE(cache_read_tokens, 0)) AS tcr, SUM(COALESCE(cache_creation_tokens, 0)) AS tcc,
+         SUM(COALESCE(reasoning_tokens, 0)) AS tr, SUM(COALESCE(cost_usd, 0)) AS usd,
+         SUM(CASE WHEN priced = 0 THEN 1 ELSE 0 END) AS nu
+  FROM calls_unwindowed WHERE {edge} GROUP BY 1""")
+    if not parts:  # no file: an empty relation with the columns
+        parts.append("SELECT NULL AS k, 0 AS n, 0 AS tin, 0 AS tout, 0 AS tcr, 0 AS tcc, 0 AS tr, 0.0 AS usd, 0 AS nu "
+                     "WHERE 0")
     union = "\n  UNION ALL\n  ".join(parts)
     sql = f"""
 WITH parts AS (
@@ -109,7 +147,7 @@ WITH parts AS (
 )
 SELECT k, SUM(n) AS n_calls, SUM(tin) AS sum_input, SUM(tout) AS sum_output, SUM(tcr) AS sum_cache_read,
        SUM(tcc) AS sum_cache_creation, SUM(tr) AS sum_reasoning, SUM(usd) AS sum_cost,
-       SUM(usd) / NULLIF((SELECT SUM(usd) FROM parts), 0) AS cost_share, SUM(nu) AS n_unpriced
+       SUM(usd) / NULLIF(SUM(SUM(usd)) OVER (), 0) AS cost_share, SUM(nu) AS n_unpriced
 FROM parts
 GROUP BY k
 ORDER BY sum_cost DESC, n_calls DESC, k
