@@ -1,0 +1,360 @@
+"""CrewAI: a crew kickoff is an agent run, each agent's task a nested run, each tool use an ``execute_tool`` span.
+
+* ``Crew.kickoff`` / ``Crew.akickoff`` are wrapped: the call becomes ``invoke_agent {crew name}``, a
+  :class:`llmmeter.Run` with that name's guard limits, current for the whole crew. ``kickoff_async`` runs
+  ``kickoff`` in a thread with a copy of the caller's context, ``kickoff_for_each*`` call ``kickoff`` /
+  ``akickoff`` on a copy of the crew per input, and a streaming kickoff runs the non-streaming one in a thread
+  that copies the context too: each is one run, nested under whatever span the app had current.
+* ``Agent.execute_task`` / ``Agent.aexecute_task`` are wrapped: one agent working one task is a nested run
+  ``invoke_agent {agent role}`` (limits by role), under the crew's. CrewAI retries a failed task by calling
+  ``execute_task`` again from inside the failing one (``max_retry_limit`` times): a retry stays in the same
+  run, so the guard's counts carry over and a refused call stays refused. A standalone ``Agent.kickoff`` /
+  ``kickoff_async`` (no crew) is a run of its own.
+* Tools: the native function-calling path (``AgentExecutor._execute_single_native_tool_call``) and the ReAct
+  text path (``ToolUsage.use`` / ``ause``) become ``execute_tool {name}`` spans, counted by the run and its
+  repeated-identical-call guard (arguments parsed, so key order and spacing do not matter; hashed, never
+  recorded). A cached tool result is still a call the model asked for, so it counts.
+
+CrewAI 1.x calls models through its native providers on the real SDKs (``OpenAICompletion`` -> ``openai``,
+``AnthropicCompletion`` -> ``anthropic``, ...); llmmeter's provider instrumentors price those calls, once, under
+the agent's run (CrewAI's flows, threads and ``asyncio.to_thread`` hops all copy the context). Models CrewAI
+routes to LiteLLM are priced by llmmeter's litellm instrumentor the same way. This module prices nothing.
+
+The hard guard refuses the run's next model call with :class:`llmmeter.AgentLoopDetected`; CrewAI treats it
+as a failed attempt, retries the task (each retry's first call is refused before it is sent) and then raises
+it from ``kickoff``. CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the global one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from collections.abc import Collection
+from typing import Any, ClassVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.trace import Status, StatusCode
+
+from llmmeter import agents as _agents
+from llmmeter import config, names
+from llmmeter.frameworks import _runs, guards
+
+_log = logging.getLogger(__name__)
+
+FRAMEWORK = names.FRAMEWORK_CREWAI
+
+# id() of the agent whose execute_task is running in this context: its retry (execute_task called again from
+# inside) stays in the same run.
+_in_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_task", default=None)
+# id() of the agent whose standalone kickoff is running: kickoff -> kickoff_async inside an event loop is one run.
+_in_kickoff: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_kickoff", default=None)
+
+
+class _State:
+    enabled = False
+
+
+_state = _State()
+
+
+def _text(value: Any, default: str) -> str:
+    return value.strip() if isinstance(value, str) and value.strip() else default
+
+
+def _identity(instance: Any) -> dict[str, Any]:
+    ident = getattr(instance, "id", None)
+    return {names.AGENT_ID: str(ident)} if ident is not None else {}
+
+
+def _start(name: str, attributes: dict[str, Any]) -> _runs.RunHandle | None:
+    try:
+        return _runs.start_run(name, FRAMEWORK, attributes)
+    except Exception:
+        _log.debug("llmmeter: could not start a crewai run", exc_info=True)
+        return None
+
+
+def _end(handle: _runs.RunHandle, error: BaseException | None) -> None:
+    handle.detach()
+    handle.finish(error)
+
+
+def _run_sync(handle: _runs.RunHandle | None, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    if handle is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _end(handle, exc)
+        raise
+    _end(handle, None)
+    return result
+
+
+async def _run_async(handle: _runs.RunHandle | None, wrapped: Any, args: Any, kwargs: Any) -> Any:
+    if handle is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _end(handle, exc)
+        raise
+    _end(handle, None)
+    return result
+
+
+# --- crews -----------------------------------------------------------------------------------------
+
+
+def _crew_passthrough(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Not a run of its own: llmmeter off, a streaming kickoff (its inner non-streaming kickoff is the run) or a
+    kickoff resuming from a checkpoint (the restored crew's kickoff is the run)."""
+    if not _state.enabled or getattr(instance, "stream", False) is True:
+        return True
+    return (kwargs.get("from_checkpoint") if "from_checkpoint" in kwargs else
+            (args[2] if len(args) > 2 else None)) is not None
+
+
+def _crew_run(instance: Any) -> _runs.RunHandle | None:
+    return _start(_text(getattr(instance, "name", None), "crew"), _identity(instance))
+
+
+def _wrap_crew_kickoff(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _crew_passthrough(instance, args, kwargs):
+        return wrapped(*args, **kwargs)
+    return _run_sync(_crew_run(instance), wrapped, args, kwargs)
+
+
+async def _wrap_crew_akickoff(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if _crew_passthrough(instance, args, kwargs):
+        return await wrapped(*args, **kwargs)
+    return await _run_async(_crew_run(instance), wrapped, args, kwargs)
+
+
+# --- agents ----------------------------------------------------------------------------------------
+
+
+def _task_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _runs.RunHandle | None:
+    attributes = _identity(instance)
+    task = args[0] if args else kwargs.get("task")
+    task_name = getattr(task, "name", None)
+    if isinstance(task_name, str) and task_name:
+        attributes[names.AGENT_STEP] = task_name
+    return _start(_text(getattr(instance, "role", None), "agent"), attributes)
+
+
+def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled or _in_task.get() == id(instance):
+        return wrapped(*args, **kwargs)
+    handle = _task_run(instance, args, kwargs)
+    marker = _in_task.set(id(instance))
+    try:
+        return _run_sync(handle, wrapped, args, kwargs)
+    finally:
+        _in_task.reset(marker)
+
+
+async def _wrap_aexecute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled or _in_task.get() == id(instance):
+        return await wrapped(*args, **kwargs)
+    handle = _task_run(instance, args, kwargs)
+    marker = _in_task.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_task.reset(marker)
+
+
+def _inside_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _wrap_agent_kickoff(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Inside an event loop CrewAI's Agent.kickoff returns kickoff_async's coroutine: that one is the run.
+    if not _state.enabled or _in_kickoff.get() == id(instance) or _inside_event_loop():
+        return wrapped(*args, **kwargs)
+    handle = _start(_text(getattr(instance, "role", None), "agent"), _identity(instance))
+    marker = _in_kickoff.set(id(instance))
+    try:
+        return _run_sync(handle, wrapped, args, kwargs)
+    finally:
+        _in_kickoff.reset(marker)
+
+
+async def _wrap_agent_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled or _in_kickoff.get() == id(instance):
+        return await wrapped(*args, **kwargs)
+    handle = _start(_text(getattr(instance, "role", None), "agent"), _identity(instance))
+    marker = _in_kickoff.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_kickoff.reset(marker)
+
+
+# --- tools -----------------------------------------------------------------------------------------
+
+
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _arguments(raw: Any) -> Any:
+    """Tool arguments as the model sent them, parsed when JSON, so equal calls compare equal."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _native_call(tool_call: Any) -> tuple[str, Any, str | None]:
+    """(name, arguments, call id) of a provider's tool call, object or dict: OpenAI's ``function`` shape,
+    Anthropic's and Bedrock's ``name`` / ``input``, Gemini's ``function_call`` with ``name`` / ``args``."""
+    function = _field(tool_call, "function")
+    if function is None:
+        function = _field(tool_call, "function_call")
+    source = function if function is not None else tool_call
+    name = _field(source, "name")
+    raw = _field(source, "arguments")
+    for key in ("input", "args"):
+        if raw is None:
+            raw = _field(source, key)
+    call_id = _field(tool_call, "id") or _field(tool_call, "toolUseId") or _field(source, "id")
+    return _text(name, "tool"), _arguments(raw), call_id if isinstance(call_id, str) and call_id else None
+
+
+def _open_tool(name: str, arguments: Any, call_id: str | None) -> tuple[trace.Span, Any, Any]:
+    attrs: dict[str, Any] = {names.OPERATION: names.OP_EXECUTE_TOOL, names.TOOL_NAME: name,
+                             names.TOOL_TYPE: "function"}
+    if call_id:
+        attrs[names.TOOL_CALL_ID] = call_id
+    span = _runs.start_child_span(f"{names.OP_EXECUTE_TOOL} {name}", attrs)
+    run = _agents.current_run()
+    if run is not None:
+        run.record_tool_call(name, arguments)
+    ctx = trace.set_span_in_context(span)
+    return span, ctx, otel_context.attach(ctx)
+
+
+def _close_tool(span: trace.Span, ctx: Any, token: Any, error: BaseException | None, failure: Any = None) -> None:
+    try:
+        if otel_context.get_current() is ctx:
+            otel_context.detach(token)
+        if error is not None:
+            span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        elif failure is not None:  # CrewAI caught the tool's error and handed it to the model as the result
+            reason = getattr(getattr(failure, "reason", None), "value", None) or "tool_error"
+            span.set_attribute(names.ERROR_TYPE, str(reason))
+            span.set_status(Status(StatusCode.ERROR, str(reason)))
+        span.end()
+    except Exception:
+        _log.debug("llmmeter: could not end a crewai tool span", exc_info=True)
+
+
+def _wrap_native_tool_call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled:
+        return wrapped(*args, **kwargs)
+    try:
+        opened = _open_tool(*_native_call(args[0] if args else kwargs.get("tool_call")))
+    except Exception:
+        _log.debug("llmmeter: crewai tool call not instrumented", exc_info=True)
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _close_tool(*opened, exc)
+        raise
+    _close_tool(*opened, None, result.get("tool_failure") if isinstance(result, dict) else None)
+    return result
+
+
+def _react_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any, None] | None:
+    calling = args[0] if args else kwargs.get("calling")
+    name = getattr(calling, "tool_name", None)
+    if not isinstance(name, str) or not name:
+        return None  # a ToolUsageError: the model's text named no usable tool, nothing runs
+    return name, _arguments(getattr(calling, "arguments", None)), None
+
+
+def _wrap_tool_use(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled:
+        return wrapped(*args, **kwargs)
+    try:
+        call = _react_call(args, kwargs)
+        opened = _open_tool(*call) if call is not None else None
+    except Exception:
+        _log.debug("llmmeter: crewai tool use not instrumented", exc_info=True)
+        opened = None
+    if opened is None:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _close_tool(*opened, exc)
+        raise
+    _close_tool(*opened, None)
+    return result
+
+
+async def _wrap_tool_ause(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled:
+        return await wrapped(*args, **kwargs)
+    try:
+        call = _react_call(args, kwargs)
+        opened = _open_tool(*call) if call is not None else None
+    except Exception:
+        _log.debug("llmmeter: crewai tool use not instrumented", exc_info=True)
+        opened = None
+    if opened is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _close_tool(*opened, exc)
+        raise
+    _close_tool(*opened, None)
+    return result
+
+
+# Checked against crewai 1.15.30's source. A release without one of these loses that piece, logged once.
+TARGETS = (
+    ("crewai.crew", "Crew.kickoff", _wrap_crew_kickoff),
+    ("crewai.crew", "Crew.akickoff", _wrap_crew_akickoff),
+    ("crewai.agent.core", "Agent.execute_task", _wrap_execute_task),
+    ("crewai.agent.core", "Agent.aexecute_task", _wrap_aexecute_task),
+    ("crewai.agent.core", "Agent.kickoff", _wrap_agent_kickoff),
+    ("crewai.agent.core", "Agent.kickoff_async", _wrap_agent_kickoff_async),
+    ("crewai.agents.agent_executor", "AgentExecutor._execute_single_native_tool_call", _wrap_native_tool_call),
+    ("crewai.tools.tool_usage", "ToolUsage.use", _wrap_tool_use),
+    ("crewai.tools.tool_usage", "ToolUsage.ause", _wrap_tool_ause),
+)
+
+
+class CrewAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """``CrewAIInstrumentor().instrument()``; entry point ``llmmeter_crewai``."""
+
+    _wrapped: ClassVar[list[tuple[Any, str]]] = []
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("crewai >= 1.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        config.settings()
+        guards.load()
+        CrewAIInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
+        _state.enabled = True
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _state.enabled = False
+        _runs.unwrap_all(CrewAIInstrumentor._wrapped)
