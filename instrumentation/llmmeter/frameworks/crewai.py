@@ -10,6 +10,12 @@
   ``execute_task`` again from inside the failing one (``max_retry_limit`` times): a retry stays in the same
   run, so the guard's counts carry over and a refused call stays refused. A standalone ``Agent.kickoff`` /
   ``kickoff_async`` (no crew) is a run of its own.
+* Flows: ``Flow.kickoff_async`` (which ``kickoff`` and ``akickoff`` both run) is wrapped: a flow is one run
+  ``invoke_agent {flow name}`` (its ``name``, else its class name; guard limits by that name cover everything the
+  flow does, so a flow looping over crews is stopped as a whole). Each ``@start`` / ``@listen`` / ``@router``
+  method, dispatched by CrewAI's ``Flow._execute_method``, is a ``step {method}`` span under it, and the crews and
+  ``LLM.call`` s a step makes nest under that step. The user's flow class is never touched. CrewAI's internal
+  flows (``AgentExecutor``, memory) are ``is_crewai_internal`` and skipped.
 * Tools: the native function-calling path (``AgentExecutor._execute_single_native_tool_call``) and the ReAct
   text path (``ToolUsage.use`` / ``ause``) become ``execute_tool {name}`` spans, counted by the run and its
   repeated-identical-call guard (arguments parsed, so key order and spacing do not matter; hashed, never
@@ -52,6 +58,8 @@ FRAMEWORK = names.FRAMEWORK_CREWAI
 _in_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_task", default=None)
 # id() of the agent whose standalone kickoff is running: kickoff -> kickoff_async inside an event loop is one run.
 _in_kickoff: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_kickoff", default=None)
+# id() of the flow whose kickoff_async is running in this context: a reentrant kickoff stays in the same run.
+_in_flow: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_flow", default=None)
 
 
 class _State:
@@ -200,6 +208,89 @@ async def _wrap_agent_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any
         _in_kickoff.reset(marker)
 
 
+# --- flows -----------------------------------------------------------------------------------------
+
+
+def _flow_internal(instance: Any) -> bool:
+    """CrewAI runs its own machinery as flows too (``AgentExecutor``, memory's encoding and recall flows), marked
+    ``is_crewai_internal``: those are not the app's flows, and their methods are not the app's steps."""
+    return getattr(type(instance), "is_crewai_internal", False) is True
+
+
+def _flow_passthrough(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Not a run of its own: llmmeter off, an internal flow, a streaming kickoff (the non-streaming kickoff it
+    runs is the run), a kickoff resuming from a checkpoint (the restored flow's kickoff is the run) or a
+    reentrant kickoff of a flow already running in this context (the outer one is the run)."""
+    if not _state.enabled or _flow_internal(instance) or getattr(instance, "stream", False) is True:
+        return True
+    if _in_flow.get() == id(instance):
+        return True
+    checkpoint = kwargs.get("from_checkpoint") if "from_checkpoint" in kwargs else (args[2] if len(args) > 2 else None)
+    return getattr(checkpoint, "restore_from", None) is not None
+
+
+def _flow_run(instance: Any) -> _runs.RunHandle | None:
+    attributes: dict[str, Any] = {}
+    try:
+        flow_id = instance.flow_id  # the flow state's id (a property that reads the state)
+        if flow_id:
+            attributes[names.AGENT_ID] = str(flow_id)
+    except Exception:
+        pass
+    return _start(_text(getattr(instance, "name", None), type(instance).__name__), attributes)
+
+
+async def _wrap_flow_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Flow.kickoff runs this coroutine (asyncio.run, or a thread with a copy of the context inside a running
+    # loop) and Flow.akickoff awaits it: wrapping it alone makes every entry point one run.
+    if _flow_passthrough(instance, args, kwargs):
+        return await wrapped(*args, **kwargs)
+    handle = _flow_run(instance)
+    marker = _in_flow.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_flow.reset(marker)
+
+
+def _step_failed(error: BaseException) -> bool:
+    # A @human_feedback step raising HumanFeedbackPending pauses the flow; CrewAI does not count it as failed.
+    return type(error).__name__ != "HumanFeedbackPending"
+
+
+async def _wrap_flow_execute_method(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Flow._execute_method`` is CrewAI's one dispatcher of ``@start`` / ``@listen`` / ``@router`` methods: each
+    call is a ``step {method}`` span, current while the method runs (a sync method runs in a thread with a copy
+    of this context), so the crews and model calls a step makes nest under it. Not a run: totals stay on the
+    flow's run."""
+    if not _state.enabled or _flow_internal(instance):
+        return await wrapped(*args, **kwargs)
+    try:
+        step = str(args[0] if args else kwargs.get("method_name"))
+        span = _runs.start_child_span(f"step {step}", {names.AGENT_STEP: step})
+        ctx = trace.set_span_in_context(span)
+        token = otel_context.attach(ctx)
+    except Exception:
+        _log.debug("llmmeter: crewai flow step not instrumented", exc_info=True)
+        return await wrapped(*args, **kwargs)
+    error: BaseException | None = None
+    try:
+        return await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            if otel_context.get_current() is ctx:
+                otel_context.detach(token)
+            if error is not None and _step_failed(error):
+                span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+        except Exception:
+            _log.debug("llmmeter: could not end a crewai flow step span", exc_info=True)
+
+
 # --- tools -----------------------------------------------------------------------------------------
 
 
@@ -338,6 +429,8 @@ TARGETS = (
     ("crewai.agents.agent_executor", "AgentExecutor._execute_single_native_tool_call", _wrap_native_tool_call),
     ("crewai.tools.tool_usage", "ToolUsage.use", _wrap_tool_use),
     ("crewai.tools.tool_usage", "ToolUsage.ause", _wrap_tool_ause),
+    ("crewai.flow.runtime", "Flow.kickoff_async", _wrap_flow_kickoff_async),
+    ("crewai.flow.runtime", "Flow._execute_method", _wrap_flow_execute_method),
 )
 
 
