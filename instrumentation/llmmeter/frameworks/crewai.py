@@ -37,6 +37,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import weakref
 from collections.abc import Collection
 from typing import Any, ClassVar
 
@@ -46,7 +47,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
+from llmmeter import config, hooks, names
+from llmmeter.errors import AgentLoopDetected
 from llmmeter.frameworks import _runs, guards
 
 _log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ FRAMEWORK = names.FRAMEWORK_CREWAI
 # id() of the agent whose execute_task is running in this context: its retry (execute_task called again from
 # inside) stays in the same run.
 _in_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_task", default=None)
+# The run of the agent task running in this context: a task started under it is work delegated by it.
+_task_run_current: contextvars.ContextVar[_agents.Run | None] = contextvars.ContextVar(
+    "llmmeter_crewai_task_run", default=None)
 # id() of the agent whose standalone kickoff is running: kickoff -> kickoff_async inside an event loop is one run.
 _in_kickoff: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_kickoff", default=None)
 # id() of the flow whose kickoff_async is running in this context: a reentrant kickoff stays in the same run.
@@ -158,23 +163,93 @@ def _task_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _
 def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_task.get() == id(instance):
         return wrapped(*args, **kwargs)
+    delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
     handle = _task_run(instance, args, kwargs)
     marker = _in_task.set(id(instance))
+    run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
     try:
         return _run_sync(handle, wrapped, args, kwargs)
+    except AgentLoopDetected as refusal:
+        if delegator is not None:
+            _delegation_stopped(delegator, refusal)
+        raise
     finally:
+        _task_run_current.reset(run_marker)
         _in_task.reset(marker)
 
 
 async def _wrap_aexecute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_task.get() == id(instance):
         return await wrapped(*args, **kwargs)
+    delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
     handle = _task_run(instance, args, kwargs)
     marker = _in_task.set(id(instance))
+    run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
     try:
         return await _run_async(handle, wrapped, args, kwargs)
+    except AgentLoopDetected as refusal:
+        if delegator is not None:
+            _delegation_stopped(delegator, refusal)
+        raise
     finally:
+        _task_run_current.reset(run_marker)
         _in_task.reset(marker)
+
+
+# --- a hard stop inside a delegated task stops the delegating agent --------------------------------
+#
+# An agent's task that starts inside another agent's task is delegated work: a hierarchical crew's manager (or
+# any agent with ``allow_delegation``) runs it through CrewAI's "Delegate work" / "Ask question" tools (a tool
+# that kicks off a crew of its own is treated the same way). CrewAI
+# turns every error of that tool, the loop guard's refusal included, into text for the delegating model
+# (``BaseAgentTool._execute`` and the executor's tool-error handling), so the manager would delegate again to
+# a fresh coworker run and the guard would stop nothing. Instead the refusal is kept on the delegating run:
+# its next model call (and the first call of each of CrewAI's retries) is refused with the same reason, so the
+# crew ends with ``AgentLoopDetected`` as a sequential crew does.
+
+_delegation_stops: weakref.WeakKeyDictionary[_agents.Run, AgentLoopDetected] = weakref.WeakKeyDictionary()
+
+
+def _delegation_stopped(delegator: _agents.Run, refusal: AgentLoopDetected) -> None:
+    try:
+        if delegator not in _delegation_stops:
+            _delegation_stops[delegator] = refusal
+            # registered on the first delegated stop, not at instrument(): an app whose crews never hit one
+            # adds no hook to every model call
+            hooks.register_before_call(_refuse_after_delegated_stop)
+    except Exception:
+        _log.debug("llmmeter: could not keep a delegated crewai refusal", exc_info=True)
+
+
+def _refuse_after_delegated_stop(request: Any, span: Any) -> None:
+    """Before-call hook: refuse a model call of a run whose delegated work a hard guard stopped."""
+    if not _delegation_stops:
+        return
+    run = _agents.current_run()
+    chain = list(run.chain()) if run is not None else []
+    for stopped in chain:
+        refusal = _delegation_stops.get(stopped)
+        if refusal is None:
+            continue
+        error = AgentLoopDetected(refusal.agent, refusal.reason, refusal.limit, refusal.value, refusal.detail)
+        for r in chain:  # this run and the runs up to the delegating one are stopped by it
+            if r.stopped_by is None:
+                r.stopped_by, r.stopped_error = refusal.reason, error
+            if r is stopped:
+                break
+        raise hooks.refuse(span, error)
+
+
+def _delegated_refusal(before: AgentLoopDetected | None) -> AgentLoopDetected | None:
+    """The refusal a delegated task raised during the tool call that just returned, if any."""
+    run = _agents.current_run()
+    after = _delegation_stops.get(run) if run is not None else None
+    return after if after is not None and after is not before else None
+
+
+def _stop_before() -> AgentLoopDetected | None:
+    run = _agents.current_run()
+    return _delegation_stops.get(run) if run is not None and _delegation_stops else None
 
 
 def _inside_event_loop() -> bool:
@@ -361,12 +436,13 @@ def _wrap_native_tool_call(wrapped: Any, instance: Any, args: tuple[Any, ...], k
     except Exception:
         _log.debug("llmmeter: crewai tool call not instrumented", exc_info=True)
         return wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None, result.get("tool_failure") if isinstance(result, dict) else None)
+    _close_tool(*opened, _delegated_refusal(before), result.get("tool_failure") if isinstance(result, dict) else None)
     return result
 
 
@@ -389,12 +465,13 @@ def _wrap_tool_use(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: d
         opened = None
     if opened is None:
         return wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None)
+    _close_tool(*opened, _delegated_refusal(before))
     return result
 
 
@@ -409,12 +486,13 @@ async def _wrap_tool_ause(wrapped: Any, instance: Any, args: tuple[Any, ...], kw
         opened = None
     if opened is None:
         return await wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None)
+    _close_tool(*opened, _delegated_refusal(before))
     return result
 
 
@@ -450,4 +528,7 @@ class CrewAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.enabled = False
+        if _refuse_after_delegated_stop in hooks.BEFORE_CALL:
+            hooks.BEFORE_CALL.remove(_refuse_after_delegated_stop)
+        _delegation_stops.clear()
         _runs.unwrap_all(CrewAIInstrumentor._wrapped)
