@@ -158,3 +158,59 @@ def test_crewais_internal_flows_are_not_runs_or_steps(tel):
     assert sorted(s.name for s in by_op(tel, names.OP_INVOKE_AGENT)) == [
         "invoke_agent researcher", "invoke_agent weather crew", "invoke_agent writer"]
     assert [s.name for s in tel.spans() if s.name.startswith("step ")] == []
+
+
+def test_streaming_flow_is_one_run_with_the_same_tree(tel):
+    """``Flow(stream=True).kickoff()`` returns CrewAI's StreamSession, which runs the non-streaming kickoff: that
+    one is the run."""
+    with crew_server(steps=1) as server:
+        session = weather_flow(server, stream=True).kickoff()
+        frames = list(session)
+        assert len(server.requests) == 4
+    assert frames and session.result == "sunny"
+    assert_weather_flow_tree(tel, "WeatherFlow")
+
+
+def test_a_standalone_agent_kickoff_in_a_step_is_a_run_nested_in_that_step(tel):
+    from crewai.flow.flow import Flow, start
+
+    with crew_server(steps=1) as server:
+        researcher = make_crew(server).agents[0]
+
+        class AgentFlow(Flow):
+            @start()
+            def ask(self):
+                return researcher.kickoff("Find the weather in Paris.").raw
+
+        assert AgentFlow().kickoff() == "sunny"
+        assert len(server.requests) == 2  # the researcher's tool call and its answer
+    runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
+    assert sorted(runs) == ["invoke_agent AgentFlow", "invoke_agent researcher"]
+    [step] = [s for s in tel.spans() if s.name == "step ask"]
+    assert step.parent.span_id == runs["invoke_agent AgentFlow"].context.span_id
+    assert runs["invoke_agent researcher"].parent.span_id == step.context.span_id
+    assert runs["invoke_agent AgentFlow"].attributes[names.RUN_LLM_CALLS] == 2
+    assert runs["invoke_agent AgentFlow"].attributes[names.RUN_COST_USD] == pytest.approx(2 * MINI_USD)
+
+
+def test_a_failing_step_keeps_its_exception_and_marks_its_step_and_the_flow(tel):
+    from crewai.flow.flow import Flow, listen, start
+
+    class Failing(Flow):
+        @start()
+        def fine(self):
+            return 1
+
+        @listen(fine)
+        def broken(self, value):
+            raise KeyError("no such key")
+
+    with pytest.raises(KeyError, match="no such key"):
+        Failing().kickoff()
+    steps = {s.attributes[names.AGENT_STEP]: s for s in tel.spans() if s.name.startswith("step ")}
+    assert sorted(steps) == ["broken", "fine"]
+    assert steps["fine"].status.is_unset and names.ERROR_TYPE not in steps["fine"].attributes
+    assert not steps["broken"].status.is_ok and steps["broken"].attributes[names.ERROR_TYPE] == "KeyError"
+    [flow] = by_op(tel, names.OP_INVOKE_AGENT)
+    assert flow.name == "invoke_agent Failing" and flow.attributes[names.ERROR_TYPE] == "KeyError"
+    assert flow.attributes[names.RUN_LLM_CALLS] == 0
