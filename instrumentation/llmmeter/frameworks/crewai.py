@@ -30,7 +30,8 @@ The hard guard refuses the run's next model call with :class:`llmmeter.AgentLoop
 as a failed attempt, retries the task (each retry's first call is refused before it is sent) and then raises
 it from ``kickoff``. In a hierarchical crew the manager delegates through CrewAI's delegation tools, so a
 coworker's task is a run inside the manager's ``execute_tool`` span; CrewAI hands any error of that tool to the
-manager as text, so a coworker's refusal is also kept on the manager's run and refuses its next call (below). CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the global one.
+manager as text, so a coworker's refusal is also kept on the manager's run and refuses its next call (below).
+CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the global one.
 """
 
 from __future__ import annotations
