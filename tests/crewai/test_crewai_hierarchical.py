@@ -11,13 +11,15 @@ and 20 output tokens, so one gpt-4o-mini call ($0.15 / $0.60 per 1M) is $0.00004
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
-from crew_support import ASK, DELEGATE, make_hierarchical_crew, manager_server
+from crew_support import ASK, DELEGATE, DELEGATION_ARGUMENTS, make_hierarchical_crew, manager_server
 from guard_support import framework_instrumented
 from llmmeter import AgentLoopDetected, names
 from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.crewai import CrewAIInstrumentor
+from replay_server import Reply, scripted
 
 MINI_USD = 200 * 0.15e-6 + 20 * 0.60e-6
 GPT41_USD = 200 * 2e-6 + 20 * 8e-6
@@ -134,3 +136,80 @@ def test_guard_by_crew_name_covers_the_manager_and_its_coworkers(tel):
     [crew] = [s for s in by_op(tel, names.OP_INVOKE_AGENT) if s.name == "invoke_agent managed crew"]
     assert crew.attributes[names.RUN_STOPPED_BY] == "max_llm_calls" and crew.attributes[names.RUN_LLM_CALLS] == 5
     assert tel.metric_total(names.METRIC_COST) == pytest.approx(GPT41_USD + 4 * MINI_USD)
+
+
+# o1-mini has no native function calling in CrewAI: manager and coworker use CrewAI's ReAct text protocol.
+# $1.10 / $4.40 per 1M input / output tokens (https://openai.com/api/pricing).
+O1_MINI_USD = 200 * 1.10e-6 + 20 * 4.40e-6
+
+
+def react_reply(request):
+    """The manager (its prompt lists the delegation tool) delegates once, then answers; the researcher looks the
+    weather up until it has seen the result, then answers. Decided from the conversation alone."""
+    body = request.json or {}
+    messages = body.get("messages") or []
+    text = json.dumps(messages)
+    if "Tool Name: delegate_work_to_coworker" in text:
+        if any(m.get("role") == "assistant" for m in messages):
+            content = "Thought: I now know the final answer\nFinal Answer: sunny"
+        else:
+            content = ("Thought: the researcher can do it\nAction: delegate_work_to_coworker\nAction Input: "
+                       + json.dumps(DELEGATION_ARGUMENTS[DELEGATE]))
+    elif "Paris: sunny" not in text:
+        content = 'Thought: I need the weather\nAction: lookup\nAction Input: {"city": "Paris"}'
+    else:
+        content = "Thought: I now know the final answer\nFinal Answer: sunny"
+    return Reply.json({"id": "c", "object": "chat.completion", "created": 1, "model": body.get("model"),
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}})
+
+
+def react_crew(server):
+    from crewai import LLM, Agent, Crew, Process, Task
+    from crewai.tools import tool
+
+    @tool("lookup")
+    def lookup(city: str) -> str:
+        """Look up the weather of a city."""
+        return f"{city}: sunny"
+
+    def llm():
+        return LLM(model="o1-mini", base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+
+    researcher = Agent(role="researcher", goal="Find the weather", backstory="A meteorologist.", llm=llm(),
+                       tools=[lookup])
+    task = Task(description="Find the weather in Paris.", expected_output="The weather.")
+    return Crew(agents=[researcher], tasks=[task], process=Process.hierarchical, manager_llm=llm(),
+                name="react crew")
+
+
+def test_react_text_delegation_is_a_tool_span_with_the_coworkers_run_inside(tel):
+    with scripted(react_reply) as server:
+        assert react_crew(server).kickoff().raw == "sunny"
+        assert len(server.requests) == 4  # manager, researcher x2, manager
+        assert all("tools" not in r.json for r in server.requests)  # really the text protocol
+    runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
+    assert sorted(runs) == sorted(["invoke_agent react crew", f"invoke_agent {MANAGER}", "invoke_agent researcher"])
+    tools = {s.attributes[names.TOOL_NAME]: s for s in by_op(tel, names.OP_EXECUTE_TOOL)}
+    assert sorted(tools) == sorted([DELEGATE, "lookup"])
+    assert tools[DELEGATE].parent.span_id == runs[f"invoke_agent {MANAGER}"].context.span_id
+    assert runs["invoke_agent researcher"].parent.span_id == tools[DELEGATE].context.span_id
+    assert runs["invoke_agent react crew"].attributes[names.RUN_COST_USD] == pytest.approx(4 * O1_MINI_USD)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(4 * O1_MINI_USD)
+
+
+def test_react_text_delegation_stopped_by_the_coworkers_hard_guard_stops_the_crew(tel):
+    """The researcher may send 1 call: its lookup request goes out, its next call is refused, and so is the
+    manager's next call (sent: the manager's delegation and the researcher's one call)."""
+    set_agent_guard("researcher", max_llm_calls=1, mode="hard")
+    with scripted(react_reply) as server:
+        with pytest.raises(AgentLoopDetected) as caught:
+            react_crew(server).kickoff()
+        assert len(server.requests) == 2
+    assert (caught.value.agent, caught.value.reason) == ("researcher", "max_llm_calls")
+    [delegated] = [s for s in by_op(tel, names.OP_EXECUTE_TOOL) if s.attributes[names.TOOL_NAME] == DELEGATE]
+    assert delegated.attributes[names.ERROR_TYPE] == "AgentLoopDetected"
+    [manager] = [s for s in by_op(tel, names.OP_INVOKE_AGENT) if s.name == f"invoke_agent {MANAGER}"]
+    assert manager.attributes[names.RUN_STOPPED_BY] == "max_llm_calls"
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(2 * O1_MINI_USD)
