@@ -214,3 +214,27 @@ def test_a_failing_step_keeps_its_exception_and_marks_its_step_and_the_flow(tel)
     [flow] = by_op(tel, names.OP_INVOKE_AGENT)
     assert flow.name == "invoke_agent Failing" and flow.attributes[names.ERROR_TYPE] == "KeyError"
     assert flow.attributes[names.RUN_LLM_CALLS] == 0
+
+
+def test_a_flow_kicked_off_in_a_step_of_another_is_a_nested_run_and_rolls_up(tel):
+    from crewai.flow.flow import Flow, start
+
+    with crew_server(steps=1) as server:
+        inner = weather_flow(server, name="inner flow")
+
+        class Outer(Flow):
+            @start()
+            def delegate(self):
+                return inner.kickoff()
+
+        assert Outer().kickoff() == "sunny"
+        assert len(server.requests) == 4
+    runs = {s.name: s for s in by_op(tel, names.OP_INVOKE_AGENT)}
+    outer, inner_run = runs["invoke_agent Outer"], runs["invoke_agent inner flow"]
+    [step] = [s for s in tel.spans() if s.name == "step delegate"]
+    assert outer.parent is None and step.parent.span_id == outer.context.span_id
+    assert inner_run.parent.span_id == step.context.span_id
+    for run in (outer, inner_run):
+        assert run.attributes[names.RUN_LLM_CALLS] == 4
+        assert run.attributes[names.RUN_COST_USD] == pytest.approx(GPT41_USD + CREW_USD)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(GPT41_USD + CREW_USD)
