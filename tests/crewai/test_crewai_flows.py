@@ -238,3 +238,52 @@ def test_a_flow_kicked_off_in_a_step_of_another_is_a_nested_run_and_rolls_up(tel
         assert run.attributes[names.RUN_LLM_CALLS] == 4
         assert run.attributes[names.RUN_COST_USD] == pytest.approx(GPT41_USD + CREW_USD)
     assert tel.metric_total(names.METRIC_COST) == pytest.approx(GPT41_USD + CREW_USD)
+
+
+def test_a_flow_paused_for_human_feedback_and_resumed_is_two_runs_with_the_same_flow_id(tel, tmp_path):
+    """``@human_feedback`` with a provider that raises HumanFeedbackPending pauses the flow (kickoff returns the
+    pending signal; CrewAI does not count it as a failure), its state saved in a SQLite file under tmp_path; a
+    later ``from_pending(...).resume(...)`` (often in another process) is a run of its own, linked to the first
+    by ``gen_ai.agent.id``, the flow's state id."""
+    from crewai import LLM
+    from crewai.flow.async_feedback.types import HumanFeedbackPending
+    from crewai.flow.flow import Flow, listen, start
+    from crewai.flow.human_feedback import human_feedback
+    from crewai.flow.persistence.sqlite import SQLiteFlowPersistence
+
+    class Later:
+        def request_feedback(self, context, flow):
+            raise HumanFeedbackPending(context=context)
+
+    with crew_server() as server:
+        def llm():
+            return LLM(model="gpt-4.1", base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+
+        class Review(Flow):
+            @start()
+            @human_feedback(message="Publish this?", provider=Later())
+            def draft(self):
+                return llm().call("Draft it.")
+
+            @listen(draft)
+            def publish(self, reviewed):
+                return llm().call("Publish it.")
+
+        persistence = SQLiteFlowPersistence(str(tmp_path / "flows.db"))
+        paused = Review(persistence=persistence).kickoff()
+        assert isinstance(paused, HumanFeedbackPending) and len(server.requests) == 1
+        flow_id = paused.context.flow_id
+        assert Review.from_pending(flow_id, persistence).resume("looks good") == "sunny"
+        assert len(server.requests) == 2
+    runs = sorted(by_op(tel, names.OP_INVOKE_AGENT), key=lambda s: s.start_time)
+    assert [r.name for r in runs] == ["invoke_agent Review"] * 2
+    assert [r.attributes[names.AGENT_ID] for r in runs] == [flow_id, flow_id]
+    steps = {s.attributes[names.AGENT_STEP]: s for s in tel.spans() if s.name.startswith("step ")}
+    assert sorted(steps) == ["draft", "publish"]
+    assert steps["draft"].parent.span_id == runs[0].context.span_id
+    assert steps["publish"].parent.span_id == runs[1].context.span_id
+    assert steps["draft"].status.is_unset and names.ERROR_TYPE not in runs[0].attributes  # paused, not failed
+    for run in runs:
+        assert run.attributes[names.RUN_LLM_CALLS] == 1
+        assert run.attributes[names.RUN_COST_USD] == pytest.approx(GPT41_USD)
+    assert tel.metric_total(names.METRIC_COST) == pytest.approx(2 * GPT41_USD)

@@ -15,7 +15,9 @@
   flow does, so a flow looping over crews is stopped as a whole). Each ``@start`` / ``@listen`` / ``@router``
   method, dispatched by CrewAI's ``Flow._execute_method``, is a ``step {method}`` span under it, and the crews and
   ``LLM.call`` s a step makes nest under that step. The user's flow class is never touched. CrewAI's internal
-  flows (``AgentExecutor``, memory) are ``is_crewai_internal`` and skipped.
+  flows (``AgentExecutor``, memory) are ``is_crewai_internal`` and skipped. ``Flow.resume_async`` (run by
+  ``resume`` too) makes a flow resumed after a human-feedback pause a run of its own; the flow's state id, as
+  ``gen_ai.agent.id``, links the two.
 * Tools: the native function-calling path (``AgentExecutor._execute_single_native_tool_call``) and the ReAct
   text path (``ToolUsage.use`` / ``ause``) become ``execute_tool {name}`` spans, counted by the run and its
   repeated-identical-call guard (arguments parsed, so key order and spacing do not matter; hashed, never
@@ -331,6 +333,19 @@ async def _wrap_flow_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any,
         _in_flow.reset(marker)
 
 
+async def _wrap_flow_resume_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A flow paused for human feedback ended its kickoff (which returned HumanFeedbackPending); resuming it, often
+    # in another process, is a run of its own under the same name (Flow.resume runs this coroutine too).
+    if not _state.enabled or _flow_internal(instance) or _in_flow.get() == id(instance):
+        return await wrapped(*args, **kwargs)
+    handle = _flow_run(instance)
+    marker = _in_flow.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_flow.reset(marker)
+
+
 def _step_failed(error: BaseException) -> bool:
     # A @human_feedback step raising HumanFeedbackPending pauses the flow; CrewAI does not count it as failed.
     return type(error).__name__ != "HumanFeedbackPending"
@@ -511,6 +526,7 @@ TARGETS = (
     ("crewai.tools.tool_usage", "ToolUsage.use", _wrap_tool_use),
     ("crewai.tools.tool_usage", "ToolUsage.ause", _wrap_tool_ause),
     ("crewai.flow.runtime", "Flow.kickoff_async", _wrap_flow_kickoff_async),
+    ("crewai.flow.runtime", "Flow.resume_async", _wrap_flow_resume_async),
     ("crewai.flow.runtime", "Flow._execute_method", _wrap_flow_execute_method),
 )
 
