@@ -205,12 +205,12 @@ async def _wrap_aexecute_task(wrapped: Any, instance: Any, args: tuple[Any, ...]
 #
 # An agent's task that starts inside another agent's task is delegated work: a hierarchical crew's manager (or
 # any agent with ``allow_delegation``) runs it through CrewAI's "Delegate work" / "Ask question" tools (a tool
-# that kicks off a crew of its own is treated the same way). CrewAI
-# turns every error of that tool, the loop guard's refusal included, into text for the delegating model
-# (``BaseAgentTool._execute`` and the executor's tool-error handling), so the manager would delegate again to
-# a fresh coworker run and the guard would stop nothing. Instead the refusal is kept on the delegating run:
-# its next model call (and the first call of each of CrewAI's retries) is refused with the same reason, so the
-# crew ends with ``AgentLoopDetected`` as a sequential crew does.
+# that kicks off a crew of its own is treated the same way). CrewAI turns every error of that tool, the loop
+# guard's refusal included, into text for the delegating model (``BaseAgentTool._execute`` and the executor's
+# tool-error handling), so the manager would delegate again to a fresh coworker run and the guard would stop
+# nothing. Instead the refusal is kept on the delegating run: its next model call (and the first call of each
+# of CrewAI's retries) is refused with the same reason, so the crew ends with ``AgentLoopDetected`` as a
+# sequential crew does.
 
 _delegation_stops: weakref.WeakKeyDictionary[_agents.Run, AgentLoopDetected] = weakref.WeakKeyDictionary()
 
