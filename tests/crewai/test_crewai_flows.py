@@ -11,6 +11,7 @@ researcher's tool call and answer (gpt-4o-mini) and the writer's answer (gpt-4.1
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from crew_support import crew_server, make_crew
@@ -18,6 +19,14 @@ from guard_support import framework_instrumented
 from llmmeter import AgentLoopDetected, names
 from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.crewai import CrewAIInstrumentor
+from llmmeter.processor import LLMMeterSpanProcessor
+from llmmeter.sampling import record_genai_spans
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 MINI_USD = 200 * 0.15e-6 + 20 * 0.60e-6
 GPT41_USD = 200 * 2e-6 + 20 * 8e-6
@@ -287,3 +296,35 @@ def test_a_flow_paused_for_human_feedback_and_resumed_is_two_runs_with_the_same_
         assert run.attributes[names.RUN_LLM_CALLS] == 1
         assert run.attributes[names.RUN_COST_USD] == pytest.approx(GPT41_USD)
     assert tel.metric_total(names.METRIC_COST) == pytest.approx(2 * GPT41_USD)
+
+
+def test_flow_totals_and_guard_are_exact_under_an_always_off_sampler(telemetry):
+    """Nothing is exported, yet the cost, the flow's run cost and its guard see every call (llmmeter.sampling)."""
+    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    processor = LLMMeterSpanProcessor(meter_provider=meter_provider)
+    tracer_provider.add_span_processor(processor)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    record_genai_spans(tracer_provider)
+    tel = dataclasses.replace(telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider,
+                              exporter=exporter, reader=reader, processor=processor)  # tests/conftest.py's shape
+    try:
+        with framework_instrumented(tel, CrewAIInstrumentor()):
+            with crew_server(steps=1) as server:
+                assert weather_flow(server).kickoff() == "sunny"
+                assert len(server.requests) == 4
+            set_agent_guard("LoopingFlow", max_llm_calls=7, mode="hard")
+            with crew_server(steps=1) as server:
+                with pytest.raises(AgentLoopDetected):
+                    looping_flow(server).kickoff()
+                assert len(server.requests) == 7
+        assert tel.spans() == []
+        assert tel.metric_total(names.METRIC_COST) == pytest.approx(GPT41_USD + CREW_USD + 2 * CREW_USD + MINI_USD)
+        assert tel.metric_total(names.METRIC_AGENT_RUN_COST, **{names.AGENT_NAME: "WeatherFlow"}) == pytest.approx(
+            GPT41_USD + CREW_USD)
+        assert tel.metric_total(names.METRIC_AGENT_RUN_COST, **{names.AGENT_NAME: "LoopingFlow"}) == pytest.approx(
+            2 * CREW_USD + MINI_USD)
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
