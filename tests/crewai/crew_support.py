@@ -101,3 +101,69 @@ def make_crew(server: Any, name: str = "weather crew", writer_model: str = "gpt-
     research = Task(description="Find the weather in Paris.", expected_output="The weather.", agent=researcher)
     write = Task(description="Write one sentence about it.", expected_output="A sentence.", agent=writer)
     return Crew(agents=[researcher, writer], tasks=[research, write], name=name, **crew_kwargs)
+
+
+# --- hierarchical crews --------------------------------------------------------------------------------------------
+
+# The function names CrewAI 1.15 gives its delegation tools (crewai/tools/agent_tools: "Delegate work to coworker",
+# "Ask question to coworker", sanitised for function calling), and their arguments (DelegateWorkToolSchema,
+# AskQuestionToolSchema).
+DELEGATE, ASK = "delegate_work_to_coworker", "ask_question_to_coworker"
+DELEGATION_ARGUMENTS = {
+    DELEGATE: {"task": "Find the weather in Paris.", "context": "The user asked for it.", "coworker": "researcher"},
+    ASK: {"question": "What is the weather in Paris?", "context": "The user asked for it.", "coworker": "researcher"},
+}
+
+
+@contextmanager
+def manager_server(delegations: int = 1, tool: str = DELEGATE, steps: int = 1, vary: bool = False) -> Iterator[Any]:
+    """The crew_server's replies, plus the manager's: a request offering the delegation tools gets one call of
+    ``tool`` (to the researcher) per round until it has had ``delegations`` rounds, then a text answer."""
+
+    def reply(request: Any) -> Reply:
+        body = request.json or {}
+        offered = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+        done = tool_rounds(body)
+        if DELEGATE in offered and done < delegations:
+            call = {"id": f"call_m{done}", "type": "function",
+                    "function": {"name": tool, "arguments": json.dumps(DELEGATION_ARGUMENTS[tool])}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            finish = "tool_calls"
+        elif "lookup" in offered and done < steps:
+            city = f"city-{done}" if vary else "Paris"
+            call = {"id": f"call_r{done}", "type": "function",
+                    "function": {"name": "lookup", "arguments": json.dumps({"city": city})}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            finish = "tool_calls"
+        else:
+            message, finish = {"role": "assistant", "content": "sunny"}, "stop"
+        usage = {"prompt_tokens": PROMPT, "completion_tokens": COMPLETION, "total_tokens": PROMPT + COMPLETION}
+        return Reply.json({"id": f"chatcmpl-{done}", "object": "chat.completion", "created": 1700000000,
+                           "model": body.get("model") or "gpt-4o-mini",
+                           "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+
+    with scripted(reply) as server:
+        yield server
+
+
+def make_hierarchical_crew(server: Any, name: str = "managed crew", **crew_kwargs: Any) -> Any:
+    """``Process.hierarchical``: CrewAI builds a manager agent ("Crew Manager", gpt-4.1 here) with its delegation
+    tools; the one task has no agent, the manager delegates it. Workers: the researcher (gpt-4o-mini, ``lookup``)
+    and the writer (gpt-4.1)."""
+    from crewai import LLM, Agent, Crew, Process, Task
+    from crewai.tools import tool
+
+    @tool("lookup")
+    def lookup(city: str) -> str:
+        """Look up the weather of a city."""
+        return f"{city}: sunny"
+
+    def llm(model: str) -> Any:
+        return LLM(model=model, base_url=server.base_url + "/v1", api_key="test-key", max_retries=0)
+
+    researcher = Agent(role="researcher", goal="Find the weather", backstory="A meteorologist.",
+                       llm=llm("gpt-4o-mini"), tools=[lookup], max_retry_limit=crew_kwargs.pop("max_retry_limit", 2))
+    writer = Agent(role="writer", goal="Write it up", backstory="A journalist.", llm=llm("gpt-4.1"))
+    task = Task(description="Find the weather in Paris.", expected_output="The weather.")
+    return Crew(agents=[researcher, writer], tasks=[task], process=Process.hierarchical, manager_llm=llm("gpt-4.1"),
+                name=name, **crew_kwargs)

@@ -308,9 +308,10 @@ def test_uninstrument_restores_every_method_and_leaves_model_calls_priced(tel):
     from crewai.agent.core import Agent
     from crewai.agents.agent_executor import AgentExecutor
     from crewai.crew import Crew
+    from crewai.flow.runtime import Flow
     from crewai.tools.tool_usage import ToolUsage
 
-    owners = {"Crew": Crew, "Agent": Agent, "AgentExecutor": AgentExecutor, "ToolUsage": ToolUsage}
+    owners = {"Crew": Crew, "Agent": Agent, "AgentExecutor": AgentExecutor, "ToolUsage": ToolUsage, "Flow": Flow}
     targets = [(owners[q.split(".")[0]], q.split(".")[1]) for _m, q, _w in crewai_instrumentation.TARGETS]
     assert all(is_ours(vars(owner)[attr]) for owner, attr in targets)
     CrewAIInstrumentor().uninstrument()

@@ -10,6 +10,14 @@
   ``execute_task`` again from inside the failing one (``max_retry_limit`` times): a retry stays in the same
   run, so the guard's counts carry over and a refused call stays refused. A standalone ``Agent.kickoff`` /
   ``kickoff_async`` (no crew) is a run of its own.
+* Flows: ``Flow.kickoff_async`` (which ``kickoff`` and ``akickoff`` both run) is wrapped: a flow is one run
+  ``invoke_agent {flow name}`` (its ``name``, else its class name; guard limits by that name cover everything the
+  flow does, so a flow looping over crews is stopped as a whole). Each ``@start`` / ``@listen`` / ``@router``
+  method, dispatched by CrewAI's ``Flow._execute_method``, is a ``step {method}`` span under it, and the crews and
+  ``LLM.call`` s a step makes nest under that step. The user's flow class is never touched. CrewAI's internal
+  flows (``AgentExecutor``, memory) are ``is_crewai_internal`` and skipped. ``Flow.resume_async`` (run by
+  ``resume`` too) makes a flow resumed after a human-feedback pause a run of its own; the flow's state id, as
+  ``gen_ai.agent.id``, links the two.
 * Tools: the native function-calling path (``AgentExecutor._execute_single_native_tool_call``) and the ReAct
   text path (``ToolUsage.use`` / ``ause``) become ``execute_tool {name}`` spans, counted by the run and its
   repeated-identical-call guard (arguments parsed, so key order and spacing do not matter; hashed, never
@@ -22,7 +30,10 @@ routes to LiteLLM are priced by llmmeter's litellm instrumentor the same way. Th
 
 The hard guard refuses the run's next model call with :class:`llmmeter.AgentLoopDetected`; CrewAI treats it
 as a failed attempt, retries the task (each retry's first call is refused before it is sent) and then raises
-it from ``kickoff``. CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the global one.
+it from ``kickoff``. In a hierarchical crew the manager delegates through CrewAI's delegation tools, so a
+coworker's task is a run inside the manager's ``execute_tool`` span; CrewAI hands any error of that tool to the
+manager as text, so a coworker's refusal is also kept on the manager's run and refuses its next call (below).
+CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the global one.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import weakref
 from collections.abc import Collection
 from typing import Any, ClassVar
 
@@ -40,7 +52,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
+from llmmeter import config, hooks, names
+from llmmeter.errors import AgentLoopDetected
 from llmmeter.frameworks import _runs, guards
 
 _log = logging.getLogger(__name__)
@@ -50,8 +63,13 @@ FRAMEWORK = names.FRAMEWORK_CREWAI
 # id() of the agent whose execute_task is running in this context: its retry (execute_task called again from
 # inside) stays in the same run.
 _in_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_task", default=None)
+# The run of the agent task running in this context: a task started under it is work delegated by it.
+_task_run_current: contextvars.ContextVar[_agents.Run | None] = contextvars.ContextVar(
+    "llmmeter_crewai_task_run", default=None)
 # id() of the agent whose standalone kickoff is running: kickoff -> kickoff_async inside an event loop is one run.
 _in_kickoff: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_kickoff", default=None)
+# id() of the flow whose kickoff_async is running in this context: a reentrant kickoff stays in the same run.
+_in_flow: contextvars.ContextVar[int | None] = contextvars.ContextVar("llmmeter_crewai_flow", default=None)
 
 
 class _State:
@@ -150,23 +168,93 @@ def _task_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _
 def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_task.get() == id(instance):
         return wrapped(*args, **kwargs)
+    delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
     handle = _task_run(instance, args, kwargs)
     marker = _in_task.set(id(instance))
+    run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
     try:
         return _run_sync(handle, wrapped, args, kwargs)
+    except AgentLoopDetected as refusal:
+        if delegator is not None:
+            _delegation_stopped(delegator, refusal)
+        raise
     finally:
+        _task_run_current.reset(run_marker)
         _in_task.reset(marker)
 
 
 async def _wrap_aexecute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_task.get() == id(instance):
         return await wrapped(*args, **kwargs)
+    delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
     handle = _task_run(instance, args, kwargs)
     marker = _in_task.set(id(instance))
+    run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
     try:
         return await _run_async(handle, wrapped, args, kwargs)
+    except AgentLoopDetected as refusal:
+        if delegator is not None:
+            _delegation_stopped(delegator, refusal)
+        raise
     finally:
+        _task_run_current.reset(run_marker)
         _in_task.reset(marker)
+
+
+# --- a hard stop inside a delegated task stops the delegating agent --------------------------------
+#
+# An agent's task that starts inside another agent's task is delegated work: a hierarchical crew's manager (or
+# any agent with ``allow_delegation``) runs it through CrewAI's "Delegate work" / "Ask question" tools (a tool
+# that kicks off a crew of its own is treated the same way). CrewAI turns every error of that tool, the loop
+# guard's refusal included, into text for the delegating model (``BaseAgentTool._execute`` and the executor's
+# tool-error handling), so the manager would delegate again to a fresh coworker run and the guard would stop
+# nothing. Instead the refusal is kept on the delegating run: its next model call (and the first call of each
+# of CrewAI's retries) is refused with the same reason, so the crew ends with ``AgentLoopDetected`` as a
+# sequential crew does.
+
+_delegation_stops: weakref.WeakKeyDictionary[_agents.Run, AgentLoopDetected] = weakref.WeakKeyDictionary()
+
+
+def _delegation_stopped(delegator: _agents.Run, refusal: AgentLoopDetected) -> None:
+    try:
+        if delegator not in _delegation_stops:
+            _delegation_stops[delegator] = refusal
+            # registered on the first delegated stop, not at instrument(): an app whose crews never hit one
+            # adds no hook to every model call
+            hooks.register_before_call(_refuse_after_delegated_stop)
+    except Exception:
+        _log.debug("llmmeter: could not keep a delegated crewai refusal", exc_info=True)
+
+
+def _refuse_after_delegated_stop(request: Any, span: Any) -> None:
+    """Before-call hook: refuse a model call of a run whose delegated work a hard guard stopped."""
+    if not _delegation_stops:
+        return
+    run = _agents.current_run()
+    chain = list(run.chain()) if run is not None else []
+    for stopped in chain:
+        refusal = _delegation_stops.get(stopped)
+        if refusal is None:
+            continue
+        error = AgentLoopDetected(refusal.agent, refusal.reason, refusal.limit, refusal.value, refusal.detail)
+        for r in chain:  # this run and the runs up to the delegating one are stopped by it
+            if r.stopped_by is None:
+                r.stopped_by, r.stopped_error = refusal.reason, error
+            if r is stopped:
+                break
+        raise hooks.refuse(span, error)
+
+
+def _delegated_refusal(before: AgentLoopDetected | None) -> AgentLoopDetected | None:
+    """The refusal a delegated task raised during the tool call that just returned, if any."""
+    run = _agents.current_run()
+    after = _delegation_stops.get(run) if run is not None else None
+    return after if after is not None and after is not before else None
+
+
+def _stop_before() -> AgentLoopDetected | None:
+    run = _agents.current_run()
+    return _delegation_stops.get(run) if run is not None and _delegation_stops else None
 
 
 def _inside_event_loop() -> bool:
@@ -198,6 +286,102 @@ async def _wrap_agent_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any
         return await _run_async(handle, wrapped, args, kwargs)
     finally:
         _in_kickoff.reset(marker)
+
+
+# --- flows -----------------------------------------------------------------------------------------
+
+
+def _flow_internal(instance: Any) -> bool:
+    """CrewAI runs its own machinery as flows too (``AgentExecutor``, memory's encoding and recall flows), marked
+    ``is_crewai_internal``: those are not the app's flows, and their methods are not the app's steps."""
+    return getattr(type(instance), "is_crewai_internal", False) is True
+
+
+def _flow_passthrough(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Not a run of its own: llmmeter off, an internal flow, a streaming kickoff (the non-streaming kickoff it
+    runs is the run), a kickoff resuming from a checkpoint (the restored flow's kickoff is the run) or a
+    reentrant kickoff of a flow already running in this context (the outer one is the run)."""
+    if not _state.enabled or _flow_internal(instance) or getattr(instance, "stream", False) is True:
+        return True
+    if _in_flow.get() == id(instance):
+        return True
+    checkpoint = kwargs.get("from_checkpoint") if "from_checkpoint" in kwargs else (args[2] if len(args) > 2 else None)
+    return getattr(checkpoint, "restore_from", None) is not None
+
+
+def _flow_run(instance: Any) -> _runs.RunHandle | None:
+    attributes: dict[str, Any] = {}
+    try:
+        flow_id = instance.flow_id  # the flow state's id (a property that reads the state)
+        if flow_id:
+            attributes[names.AGENT_ID] = str(flow_id)
+    except Exception:
+        pass
+    return _start(_text(getattr(instance, "name", None), type(instance).__name__), attributes)
+
+
+async def _wrap_flow_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Flow.kickoff runs this coroutine (asyncio.run, or a thread with a copy of the context inside a running
+    # loop) and Flow.akickoff awaits it: wrapping it alone makes every entry point one run.
+    if _flow_passthrough(instance, args, kwargs):
+        return await wrapped(*args, **kwargs)
+    handle = _flow_run(instance)
+    marker = _in_flow.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_flow.reset(marker)
+
+
+async def _wrap_flow_resume_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A flow paused for human feedback ended its kickoff (which returned HumanFeedbackPending); resuming it, often
+    # in another process, is a run of its own under the same name (Flow.resume runs this coroutine too).
+    if not _state.enabled or _flow_internal(instance) or _in_flow.get() == id(instance):
+        return await wrapped(*args, **kwargs)
+    handle = _flow_run(instance)
+    marker = _in_flow.set(id(instance))
+    try:
+        return await _run_async(handle, wrapped, args, kwargs)
+    finally:
+        _in_flow.reset(marker)
+
+
+def _step_failed(error: BaseException) -> bool:
+    # A @human_feedback step raising HumanFeedbackPending pauses the flow; CrewAI does not count it as failed.
+    return type(error).__name__ != "HumanFeedbackPending"
+
+
+async def _wrap_flow_execute_method(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``Flow._execute_method`` is CrewAI's one dispatcher of ``@start`` / ``@listen`` / ``@router`` methods: each
+    call is a ``step {method}`` span, current while the method runs (a sync method runs in a thread with a copy
+    of this context), so the crews and model calls a step makes nest under it. Not a run: totals stay on the
+    flow's run."""
+    if not _state.enabled or _flow_internal(instance):
+        return await wrapped(*args, **kwargs)
+    try:
+        step = str(args[0] if args else kwargs.get("method_name"))
+        span = _runs.start_child_span(f"step {step}", {names.AGENT_STEP: step})
+        ctx = trace.set_span_in_context(span)
+        token = otel_context.attach(ctx)
+    except Exception:
+        _log.debug("llmmeter: crewai flow step not instrumented", exc_info=True)
+        return await wrapped(*args, **kwargs)
+    error: BaseException | None = None
+    try:
+        return await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            if otel_context.get_current() is ctx:
+                otel_context.detach(token)
+            if error is not None and _step_failed(error):
+                span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+        except Exception:
+            _log.debug("llmmeter: could not end a crewai flow step span", exc_info=True)
 
 
 # --- tools -----------------------------------------------------------------------------------------
@@ -270,12 +454,13 @@ def _wrap_native_tool_call(wrapped: Any, instance: Any, args: tuple[Any, ...], k
     except Exception:
         _log.debug("llmmeter: crewai tool call not instrumented", exc_info=True)
         return wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None, result.get("tool_failure") if isinstance(result, dict) else None)
+    _close_tool(*opened, _delegated_refusal(before), result.get("tool_failure") if isinstance(result, dict) else None)
     return result
 
 
@@ -298,12 +483,13 @@ def _wrap_tool_use(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: d
         opened = None
     if opened is None:
         return wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None)
+    _close_tool(*opened, _delegated_refusal(before))
     return result
 
 
@@ -318,12 +504,13 @@ async def _wrap_tool_ause(wrapped: Any, instance: Any, args: tuple[Any, ...], kw
         opened = None
     if opened is None:
         return await wrapped(*args, **kwargs)
+    before = _stop_before()
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         _close_tool(*opened, exc)
         raise
-    _close_tool(*opened, None)
+    _close_tool(*opened, _delegated_refusal(before))
     return result
 
 
@@ -338,6 +525,9 @@ TARGETS = (
     ("crewai.agents.agent_executor", "AgentExecutor._execute_single_native_tool_call", _wrap_native_tool_call),
     ("crewai.tools.tool_usage", "ToolUsage.use", _wrap_tool_use),
     ("crewai.tools.tool_usage", "ToolUsage.ause", _wrap_tool_ause),
+    ("crewai.flow.runtime", "Flow.kickoff_async", _wrap_flow_kickoff_async),
+    ("crewai.flow.runtime", "Flow.resume_async", _wrap_flow_resume_async),
+    ("crewai.flow.runtime", "Flow._execute_method", _wrap_flow_execute_method),
 )
 
 
@@ -357,4 +547,7 @@ class CrewAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         _state.enabled = False
+        if _refuse_after_delegated_stop in hooks.BEFORE_CALL:
+            hooks.BEFORE_CALL.remove(_refuse_after_delegated_stop)
+        _delegation_stops.clear()
         _runs.unwrap_all(CrewAIInstrumentor._wrapped)
