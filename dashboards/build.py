@@ -382,7 +382,7 @@ def framework_panels() -> list[Panel]:
     not_ok = A(f'{STATUS}!="ok"')
     return [
         Panel("Runs by framework and agent", "Finished runs per hour, by framework (openai-agents, langgraph, "
-              "pydantic-ai; empty: llmmeter.agent in the app) and agent name.",
+              "pydantic-ai, crewai; empty: llmmeter.agent in the app) and agent name.",
               [(f"sum by ({by}) ({rate(AGENT_RUNS + A())}) * 3600", legend)]),
         Panel("Run cost by framework and agent", "Mean USD per run, by framework and agent.",
               [(f"sum by ({by}) ({rate(RUN_COST + '_sum' + A())}) / "

