@@ -115,6 +115,32 @@ def test_decorators_sync_and_async(tel):
         assert agent_span.attributes[names.RUN_TOOL_CALLS] == 1
 
 
+def test_decorated_failures_propagate_unchanged_and_end_their_spans_as_errors(tel):
+    """A decorated agent/tool that raises: the caller gets the very exception object, and the span says error."""
+    boom, aboom = LookupError("no such order"), KeyError("order")
+
+    @agents.tool("failing-lookup")
+    def lookup(order_id: str) -> str:
+        raise boom
+
+    @agents.agent("failing-async-agent")
+    async def async_agent() -> str:
+        raise aboom
+
+    with pytest.raises(LookupError) as raised:
+        lookup("1")
+    assert raised.value is boom
+    with pytest.raises(KeyError) as araised:
+        asyncio.run(async_agent())
+    assert araised.value is aboom
+    [tool_span] = by_name(tel, "execute_tool failing-lookup")
+    [agent_span] = by_name(tel, "invoke_agent failing-async-agent")
+    assert tool_span.attributes[names.ERROR_TYPE] == "LookupError"
+    assert agent_span.attributes[names.ERROR_TYPE] == "KeyError"
+    assert tool_span.status.status_code is StatusCode.ERROR
+    assert agent_span.status.status_code is StatusCode.ERROR
+
+
 def test_concurrent_async_runs_keep_their_own_totals(tel):
     client = tel.server.client(openai.AsyncOpenAI)
 

@@ -14,8 +14,10 @@ from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from llmmeter import AgentLoopDetected, names
+from llmmeter.agents import current_run
 from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.langgraph import LangGraphInstrumentor
+from opentelemetry.trace import StatusCode
 
 PROMPT, COMPLETION = 40, 10
 CALL_USD = PROMPT * 0.15 / 1e6 + COMPLETION * 0.60 / 1e6
@@ -94,6 +96,23 @@ def test_graph_stream_is_one_run_ending_with_the_stream(tel):
     assert root.name == "invoke_agent streamer"
     assert root.attributes[names.RUN_LLM_CALLS] == 2
     assert root.attributes[names.RUN_COST_USD] == pytest.approx(2 * CALL_USD)
+
+
+def test_stream_closed_early_ends_its_run_cleanly_and_is_not_current_between_chunks(tel):
+    """The app reads one chunk and closes the stream: the run ends then (one model call, no error), and while
+    the app holds the chunk the graph's run is not the current one (it is current only while the graph computes)."""
+    with model_server(tool_calls_first=1) as server:
+        stream = graph(server).stream({"messages": [HumanMessage("weather?")]}, config={"run_name": "early"})
+        first = next(stream)
+        between = current_run()
+        stream.close()
+    assert list(first) == ["agent"]  # the agent node's update; the tools node never ran
+    assert between is None
+    [root] = by_op(tel, names.OP_INVOKE_AGENT)
+    assert root.name == "invoke_agent early"
+    assert root.status.status_code is not StatusCode.ERROR
+    assert root.attributes[names.RUN_LLM_CALLS] == 1
+    assert tel.metric_total(names.METRIC_AGENT_RUNS, **{names.LABEL_STATUS: "ok"}) == 1
 
 
 def test_graph_ainvoke_and_astream(tel):

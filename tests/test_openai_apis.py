@@ -4,10 +4,11 @@ real HTTP, recorded traffic), and how close llmmeter's token estimates come to w
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
-from llmmeter import estimate, names
+from llmmeter import config, estimate, names
 from llmmeter.instrumentors.openai import OpenAIInstrumentor
 from llmmeter.pricing import get_price_table
 from pydantic import BaseModel
@@ -210,3 +211,36 @@ def test_estimates_match_billed_usage(instrumented, cassette, index, call, field
         real_output, estimated_output = billed[fields[1]], attrs[names.USAGE_OUTPUT_TOKENS]
         ESTIMATE_ERRORS.append((name, "output", real_output, estimated_output))
         assert abs(estimated_output - real_output) <= max(1, real_output // 100), (name, real_output, estimated_output)
+
+
+def test_responses_capture_opt_in_records_input_and_instructions(instrumented):
+    """Opted-in capture on the Responses API: the input as semconv messages, ``instructions`` as the
+    system instructions (expected values written from the call's own arguments)."""
+    config.set_settings(config.Settings(capture_content=True))
+    try:
+        with replay(RESPONSES, index=1) as server:
+            client(server).responses.create(
+                model="gpt-4.1-nano", input="What is the capital of France?", instructions="Answer in one word."
+            )
+    finally:
+        config.set_settings(None)
+    attrs = only_span(instrumented).attributes
+    assert json.loads(attrs[names.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is the capital of France?"}]}
+    ]
+    assert json.loads(attrs[names.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Answer in one word."}]
+
+
+def test_embeddings_unread_streaming_response_has_no_output_tokens(instrumented):
+    """``with_streaming_response`` leaves the body unread: llmmeter does not read it, estimates the input and
+    records output 0 (embeddings have none), never an estimate."""
+    with replay(EMBEDDINGS, index=0) as server:
+        with client(server).embeddings.with_streaming_response.create(
+            model="text-embedding-ada-002", input=JOKE
+        ) as response:
+            assert response.parse().usage.prompt_tokens == 8  # the app reads its body as without llmmeter
+    attrs = only_span(instrumented).attributes
+    assert "raw_response_body_unread" in attrs[names.LLMMETER_UNMEASURED]
+    assert attrs[names.USAGE_OUTPUT_TOKENS] == 0
+    assert attrs[names.USAGE_INPUT_TOKENS] == 8  # the recording billed 8 tokens for JOKE; the estimate agrees
+    assert attrs[names.LLMMETER_ESTIMATED] is True

@@ -7,6 +7,8 @@ that cache instruments compare :func:`generation` to know when to rebuild them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry import metrics, trace
 
 SCOPE_NAME = "llmmeter"
@@ -51,3 +53,21 @@ def meter() -> metrics.Meter:
     if _meter_provider is not None:
         return _meter_provider.get_meter(SCOPE_NAME)
     return metrics.get_meter(SCOPE_NAME)
+
+
+class Counter:
+    """A counter on the guard meter, made at its first ``add`` and made again after :func:`use` switched
+    providers (a new generation): one module-level object per metric instead of a cache in each module."""
+
+    __slots__ = ("_description", "_made", "_name", "_unit")
+
+    def __init__(self, name: str, unit: str, description: str) -> None:
+        self._name, self._unit, self._description = name, unit, description
+        self._made: tuple[int, Any] | None = None
+
+    def add(self, amount: int, attributes: dict[str, Any]) -> None:
+        made = self._made
+        if made is None or made[0] != _generation:
+            counter = meter().create_counter(self._name, unit=self._unit, description=self._description)
+            made = self._made = (_generation, counter)
+        made[1].add(amount, attributes)

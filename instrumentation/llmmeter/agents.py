@@ -401,31 +401,35 @@ class _Scope:
 
             @functools.wraps(func)
             async def async_inner(*args: Any, **kwargs: Any) -> Any:
-                scope = self._fresh()
-                scope._enter(arguments(args, kwargs))
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as exc:
-                    scope._exit(exc)
-                    raise
-                scope._exit(None)
-                return result
+                with _Called(self._fresh(), arguments(args, kwargs)):
+                    return await func(*args, **kwargs)
 
             return async_inner  # type: ignore[return-value]
 
         @functools.wraps(func)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            scope = self._fresh()
-            scope._enter(arguments(args, kwargs))
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                scope._exit(exc)
-                raise
-            scope._exit(None)
-            return result
+            with _Called(self._fresh(), arguments(args, kwargs)):
+                return func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
+
+
+class _Called:
+    """One call of a function decorated with ``agent`` / ``tool``: the scope is entered with the call's
+    arguments and exited with the exception if there was one, which propagates unchanged (the same for
+    the sync and async wrappers)."""
+
+    __slots__ = ("_arguments", "_scope")
+
+    def __init__(self, scope: _Scope, call_arguments: Any) -> None:
+        self._scope, self._arguments = scope, call_arguments
+
+    def __enter__(self) -> None:
+        self._scope._enter(self._arguments)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._scope._exit(exc)
+        return False
 
 
 def _safe_signature(func: Callable[..., Any]) -> inspect.Signature | None:

@@ -91,22 +91,16 @@ def normalize_value(value: object) -> tuple[str | None, str | None]:
     return hashed_value(trimmed), CHANGE_HASHED
 
 
-_counter: tuple[int, Any] | None = None
+_NORMALIZED = _providers.Counter(
+    names.METRIC_ATTRIBUTION_NORMALIZED, unit="{value}",
+    description="Attribution values that were not label-safe and were trimmed, hashed or dropped.",
+)
 
 
 def _count_change(key: str, change: str) -> None:
     """Count one changed value (names.METRIC_ATTRIBUTION_NORMALIZED), by key and change. Never raises."""
-    global _counter
     try:
-        generation = _providers.generation()
-        current = _counter
-        if current is None or current[0] != generation:
-            counter = _providers.meter().create_counter(
-                names.METRIC_ATTRIBUTION_NORMALIZED, unit="{value}",
-                description="Attribution values that were not label-safe and were trimmed, hashed or dropped.",
-            )
-            current = _counter = (generation, counter)
-        current[1].add(1, {names.LABEL_ATTRIBUTION_KEY: key, names.LABEL_ATTRIBUTION_CHANGE: change})
+        _NORMALIZED.add(1, {names.LABEL_ATTRIBUTION_KEY: key, names.LABEL_ATTRIBUTION_CHANGE: change})
     except Exception:
         _log.debug("llmmeter: could not count a normalized attribution value", exc_info=True)
 

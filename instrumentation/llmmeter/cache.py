@@ -21,20 +21,10 @@ _log = logging.getLogger("llmmeter.cache")
 F = TypeVar("F", bound=Callable[..., Any])
 HIT = "hit"
 MISS = "miss"
-_instrument: tuple[int, Any] | None = None
-
-
-def _counter() -> Any:
-    global _instrument
-    generation = _providers.generation()
-    current = _instrument
-    if current is None or current[0] != generation:
-        counter = _providers.meter().create_counter(
-            names.METRIC_APP_CACHE_LOOKUPS, unit=names.METRIC_SPECS[names.METRIC_APP_CACHE_LOOKUPS][1],
-            description="Lookups in the app's own LLM caches (record_cache), by cache and result.",
-        )
-        current = _instrument = (generation, counter)
-    return current[1]
+_LOOKUPS = _providers.Counter(
+    names.METRIC_APP_CACHE_LOOKUPS, unit=names.METRIC_SPECS[names.METRIC_APP_CACHE_LOOKUPS][1],
+    description="Lookups in the app's own LLM caches (record_cache), by cache and result.",
+)
 
 
 def record_cache(hit: bool, name: str, *, model: str | None = None, input_tokens: int | None = None,
@@ -49,7 +39,7 @@ def record_cache(hit: bool, name: str, *, model: str | None = None, input_tokens
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"llmmeter.record_cache: {label} must be a non-negative integer, got {value!r}")
     try:
-        _counter().add(1, {names.LABEL_APP_CACHE: name, names.LABEL_APP_CACHE_RESULT: HIT if hit else MISS})
+        _LOOKUPS.add(1, {names.LABEL_APP_CACHE: name, names.LABEL_APP_CACHE_RESULT: HIT if hit else MISS})
         if hooks.ON_CACHE:
             values = attribution.current()
             for hook in hooks.ON_CACHE:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from opentelemetry import trace
 
@@ -25,20 +24,10 @@ _log = logging.getLogger("llmmeter.outcomes")
 
 _lock = threading.Lock()
 _seen: dict[str, set[str]] = {}
-_instrument: tuple[int, Any] | None = None
-
-
-def _counter() -> Any:
-    global _instrument
-    generation = _providers.generation()
-    current = _instrument
-    if current is None or current[0] != generation:
-        counter = _providers.meter().create_counter(
-            names.METRIC_OUTCOMES, unit="{outcome}",
-            description="Business outcomes (record_outcome), by outcome, success and attribution.",
-        )
-        current = _instrument = (generation, counter)
-    return current[1]
+_OUTCOMES = _providers.Counter(
+    names.METRIC_OUTCOMES, unit="{outcome}",
+    description="Business outcomes (record_outcome), by outcome, success and attribution.",
+)
 
 
 def _bounded(key: str, value: str, cap: int) -> str:
@@ -78,7 +67,7 @@ def record_outcome(name: str, success: bool = True, *, count: int = 1) -> None:
         run = agents.current_run()
         if run is not None:
             labels[names.AGENT_NAME] = run.name
-        _counter().add(count, labels)
+        _OUTCOMES.add(count, labels)
         for hook in hooks.ON_OUTCOME:  # the cost ledger's outcome rows (cost per successful outcome)
             hook(name, success, count, values, run.name if run is not None else None)
         event = {names.LABEL_OUTCOME: name, names.LABEL_SUCCESS: success}

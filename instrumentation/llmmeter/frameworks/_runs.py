@@ -15,15 +15,16 @@ import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, ClassVar
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind
 
-from llmmeter import _providers, names
+from llmmeter import _providers, config, names
 from llmmeter import agents as _agents
 from llmmeter.frameworks import guards
 from llmmeter.instrumentors._wrap import is_ours, mark_ours, unwrap_ours
@@ -194,3 +195,38 @@ def unwrap_all(done: list[tuple[Any, str]]) -> None:
         except Exception:
             _log.debug("llmmeter: could not unwrap %r.%s", owner, attribute, exc_info=True)
     done.clear()
+
+
+class FrameworkInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """A framework's ``BaseInstrumentor`` when what it does is wrap its ``TARGETS`` and switch its module on.
+
+    Subclasses set ``framework`` (a ``names.FRAMEWORK_*``), ``targets`` (for :func:`wrap_targets`),
+    ``dependencies`` (what ``instrumentation_dependencies()`` declares) and ``state`` (the module's object
+    whose ``enabled`` its wrappers read); ``loads_guards = False`` for one that runs no agent (MCP). Settings
+    and the guard file are read at ``instrument()``, so a bad one fails at start-up, not mid-run.
+    """
+
+    framework: str
+    targets: tuple[tuple[str, str, Callable[..., Any]], ...]
+    dependencies: tuple[str, ...] = ()
+    state: Any
+    loads_guards = True
+    _wrapped: ClassVar[list[tuple[Any, str]]] = []  # set per subclass by _instrument
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.dependencies
+
+    def _instrument(self, **kwargs: Any) -> None:
+        config.settings()
+        if self.loads_guards:
+            guards.load()  # a bad LLMMETER_AGENT_GUARDS file fails here, at start-up
+        type(self)._wrapped = wrap_targets(self.framework, self.targets)
+        self._on_instrument()
+        self.state.enabled = True
+
+    def _on_instrument(self) -> None:
+        """What a framework needs besides its wrappers (the OpenAI Agents SDK: its trace processor)."""
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        self.state.enabled = False
+        unwrap_all(type(self)._wrapped)

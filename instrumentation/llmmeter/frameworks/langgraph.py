@@ -22,17 +22,16 @@ import contextvars
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
-from llmmeter.frameworks import _runs, guards
+from llmmeter import names
+from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +60,10 @@ def _graph_name(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 
 
 def _start(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], attach: bool) -> _runs.RunHandle | None:
+    """The graph call's run; None when llmmeter is off, when this is the graph's invoke() calling its own
+    stream() (one run, not two), or when the run could not start (the graph then runs unmeasured)."""
+    if not _state.enabled or _entered.get() == id(instance):
+        return None
     try:
         return _runs.start_run(_graph_name(instance, args, kwargs), FRAMEWORK, attach=attach)
     except Exception:
@@ -68,132 +71,118 @@ def _start(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], attach:
         return None
 
 
-def _passthrough(instance: Any) -> bool:
-    return not _state.enabled or _entered.get() == id(instance)
+class _Finishing:
+    """``with _Finishing(handle):`` around a graph's own work: on the way out the run is detached (if it was
+    attached) and ended, with the exception if there was one; a GeneratorExit is the app closing a stream
+    early, not an error. The exception itself propagates unchanged."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: _runs.RunHandle) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._handle.detach()
+        self._handle.finish(None if isinstance(exc, GeneratorExit) else exc)
+        return False
+
+
+class _Entered:
+    """``with _Entered(graph):`` the graph's own invoke() calling its own stream() inside is not a second run."""
+
+    __slots__ = ("_instance", "_marker")
+
+    def __init__(self, instance: Any) -> None:
+        self._instance = instance
+
+    def __enter__(self) -> None:
+        self._marker = _entered.set(id(self._instance))
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        _entered.reset(self._marker)
+        return False
+
+
+class _Current:
+    """``with _Current(handle):`` a stream's run (its span, llmmeter's current run) is current for the block
+    only, while the graph computes: never in the caller's code between chunks."""
+
+    __slots__ = ("_handle", "_tokens")
+
+    def __init__(self, handle: _runs.RunHandle) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> None:
+        run = self._handle.run
+        self._tokens = otel_context.attach(trace.set_span_in_context(run.span)), _agents._current_run.set(run)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            _agents._current_run.reset(self._tokens[1])
+        except (ValueError, RuntimeError):
+            pass
+        otel_context.detach(self._tokens[0])
+        return False
 
 
 def _wrap_invoke(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _passthrough(instance):
-        return wrapped(*args, **kwargs)
     handle = _start(instance, args, kwargs, attach=True)
     if handle is None:
         return wrapped(*args, **kwargs)
-    marker = _entered.set(id(instance))
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _entered.reset(marker)
-        handle.detach()
-        handle.finish(exc)
-        raise
-    _entered.reset(marker)
-    handle.detach()
-    handle.finish(None)
-    return result
+    with _Finishing(handle), _Entered(instance):
+        return wrapped(*args, **kwargs)
 
 
 async def _wrap_ainvoke(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _passthrough(instance):
-        return await wrapped(*args, **kwargs)
     handle = _start(instance, args, kwargs, attach=True)
     if handle is None:
         return await wrapped(*args, **kwargs)
-    marker = _entered.set(id(instance))
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _entered.reset(marker)
-        handle.detach()
-        handle.finish(exc)
-        raise
-    _entered.reset(marker)
-    handle.detach()
-    handle.finish(None)
-    return result
+    with _Finishing(handle), _Entered(instance):
+        return await wrapped(*args, **kwargs)
 
 
-def _activate(handle: _runs.RunHandle) -> tuple[Any, Any]:
-    return otel_context.attach(trace.set_span_in_context(handle.run.span)), _agents._current_run.set(handle.run)
+def _stream_wrapper(generator: Callable[..., Any]) -> Callable[..., Any]:
+    """``stream`` / ``astream``: the run starts at the call and ends with the (sync or async) generator."""
 
+    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        handle = _start(instance, args, kwargs, attach=False)
+        if handle is None:
+            return wrapped(*args, **kwargs)
+        return generator(handle, instance, wrapped, args, kwargs)
 
-def _deactivate(tokens: tuple[Any, Any]) -> None:
-    try:
-        _agents._current_run.reset(tokens[1])
-    except (ValueError, RuntimeError):
-        pass
-    otel_context.detach(tokens[0])
-
-
-def _wrap_stream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _passthrough(instance):
-        return wrapped(*args, **kwargs)
-    handle = _start(instance, args, kwargs, attach=False)
-    if handle is None:
-        return wrapped(*args, **kwargs)
-    return _stream(handle, instance, wrapped, args, kwargs)
+    return wrapper
 
 
 def _stream(handle: _runs.RunHandle, instance: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
-    error: BaseException | None = None
-    try:
-        tokens = _activate(handle)
-        marker = _entered.set(id(instance))
-        try:
+    with _Finishing(handle):
+        with _Current(handle), _Entered(instance):
             iterator = iter(wrapped(*args, **kwargs))
-        finally:
-            _entered.reset(marker)
-            _deactivate(tokens)
         while True:
-            tokens = _activate(handle)
-            try:
-                item = next(iterator)
-            except StopIteration:
+            with _Current(handle):
+                item = next(iterator, _DONE)
+            if item is _DONE:
                 return
-            finally:
-                _deactivate(tokens)
             yield item
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            error = exc
-        raise
-    finally:
-        handle.finish(error)
-
-
-def _wrap_astream(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if _passthrough(instance):
-        return wrapped(*args, **kwargs)
-    handle = _start(instance, args, kwargs, attach=False)
-    if handle is None:
-        return wrapped(*args, **kwargs)
-    return _astream(handle, instance, wrapped, args, kwargs)
 
 
 async def _astream(handle: _runs.RunHandle, instance: Any, wrapped: Any, args: Any, kwargs: Any) -> Any:
-    error: BaseException | None = None
-    try:
-        tokens = _activate(handle)
-        marker = _entered.set(id(instance))
-        try:
+    with _Finishing(handle):
+        with _Current(handle), _Entered(instance):
             iterator = wrapped(*args, **kwargs).__aiter__()
-        finally:
-            _entered.reset(marker)
-            _deactivate(tokens)
         while True:
-            tokens = _activate(handle)
-            try:
-                item = await iterator.__anext__()
-            except StopAsyncIteration:
+            with _Current(handle):
+                item = await anext(iterator, _DONE)
+            if item is _DONE:
                 return
-            finally:
-                _deactivate(tokens)
             yield item
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            error = exc
-        raise
-    finally:
-        handle.finish(error)
+
+
+_DONE = object()  # the end of a graph's stream (next()/anext() default): no StopIteration to catch
+_wrap_stream = _stream_wrapper(_stream)
+_wrap_astream = _stream_wrapper(_astream)
 
 
 # --- LangChain callbacks: nodes and tools ------------------------------------------------------------
@@ -315,23 +304,13 @@ TARGETS = (
 )
 
 
-class LangGraphInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class LangGraphInstrumentor(_runs.FrameworkInstrumentor):
     """``LangGraphInstrumentor().instrument()``; entry point ``llmmeter_langgraph``.
 
     Pair it with the provider instrumentors (``llmmeter_openai``, ``llmmeter_anthropic``): they price the calls.
     """
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("langgraph >= 0.2",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        guards.load()
-        LangGraphInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        _state.enabled = True
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _state.enabled = False
-        _runs.unwrap_all(LangGraphInstrumentor._wrapped)
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("langgraph >= 0.2",)
+    state = _state

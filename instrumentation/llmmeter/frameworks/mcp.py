@@ -15,16 +15,14 @@ counted twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
+from llmmeter import names
 from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
@@ -130,19 +128,11 @@ TARGETS = (
 )
 
 
-class MCPInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class MCPInstrumentor(_runs.FrameworkInstrumentor):
     """``MCPInstrumentor().instrument()``; entry point ``llmmeter_mcp``."""
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("mcp >= 1.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        MCPInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        _state.enabled = True
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _state.enabled = False
-        _runs.unwrap_all(MCPInstrumentor._wrapped)
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("mcp >= 1.0",)
+    state = _state
+    loads_guards = False

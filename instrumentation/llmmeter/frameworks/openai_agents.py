@@ -27,18 +27,16 @@ import contextvars
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
-from llmmeter.frameworks import _runs, guards
+from llmmeter import names
+from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
 
@@ -325,30 +323,19 @@ TARGETS = (
 )
 
 
-class OpenAIAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class OpenAIAgentsInstrumentor(_runs.FrameworkInstrumentor):
     """``OpenAIAgentsInstrumentor().instrument()``; entry point ``llmmeter_openai_agents``.
 
-    Pair it with the openai instrumentor (``llmmeter_openai``): that one prices the model calls.
+    Pair it with the openai instrumentor (``llmmeter_openai``): that one prices the model calls. On
+    ``uninstrument()`` its trace processor stays registered (the SDK has no API to remove one processor)
+    and does nothing while disabled.
     """
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("openai-agents >= 0.24",)
+    state = _state
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("openai-agents >= 0.24",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        guards.load()  # a bad LLMMETER_AGENT_GUARDS file fails here, at start-up
-        OpenAIAgentsInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
+    def _on_instrument(self) -> None:
         # On import of the SDK (now if the app already imported it): importing it here would cost the app time.
         wrapt.register_post_import_hook(_register_processor, "agents")
-        _state.enabled = True
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        # The SDK has no API to remove one processor; ours stays registered and does nothing when disabled.
-        _state.enabled = False
-        _runs.unwrap_all(OpenAIAgentsInstrumentor._wrapped)
-        with _state.lock:
-            _state.open.clear()
-            _state.absorbed.clear()
-        _roots.clear()

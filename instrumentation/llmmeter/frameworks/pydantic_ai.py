@@ -16,17 +16,15 @@ instrumentor already reported; use one or the other for pricing. The hard guard'
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, names
-from llmmeter.frameworks import _runs, guards
+from llmmeter import names
+from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
 
@@ -129,20 +127,10 @@ TARGETS = (
 )
 
 
-class PydanticAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class PydanticAIInstrumentor(_runs.FrameworkInstrumentor):
     """``PydanticAIInstrumentor().instrument()``; entry point ``llmmeter_pydantic_ai``."""
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("pydantic-ai-slim >= 1.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        guards.load()
-        PydanticAIInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        _state.enabled = True
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        _state.enabled = False
-        _runs.unwrap_all(PydanticAIInstrumentor._wrapped)
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("pydantic-ai-slim >= 1.0",)
+    state = _state

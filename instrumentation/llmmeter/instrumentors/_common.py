@@ -2,6 +2,9 @@
 
 * :func:`str_or_none` / :func:`number_attributes`: read SDK call arguments (``given``, ``TextBuffer`` and
   ``find_class`` live in :mod:`llmmeter.instrumentors._sdk` and are re-exported here).
+* :class:`ProviderTranslation` / :class:`UsageStreamAccumulator` / :func:`with_output_text`: the request,
+  response and stream reading that Google GenAI, Mistral, Cohere and Ollama share; each provider's module
+  keeps only what its SDK spells differently (argument names, usage fields, chunk shapes).
 * :func:`async_iterator_wrapper`: for SDK methods that are plain ``def``s returning an async iterator
   (async generator functions), which neither ``sync_wrapper`` (no proxy for async iteration) nor
   ``async_wrapper`` (awaits the result) fits.
@@ -22,10 +25,12 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Tracer
 
-from llmmeter.call import AttributeValue
+from llmmeter import names
+from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
 from llmmeter.instrumentors._sdk import MAX_TEXT_CHARS, TextBuffer, find_class, given  # noqa: F401  (re-exported)
 from llmmeter.instrumentors._wrap import Translation, begin_call, is_ours, mark_ours, unwrap_ours
-from llmmeter.streams import AsyncStreamProxy
+from llmmeter.streams import AsyncStreamProxy, StreamAccumulator
+from llmmeter.usage import Usage
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +57,77 @@ def finish_reasons(values: Iterable[Any]) -> tuple[str, ...] | None:
         if isinstance(value, str) and value:
             out.append(value.lower())
     return tuple(out) or None
+
+
+def with_output_text(info: ResponseInfo, output_text: Callable[[], str]) -> ResponseInfo:
+    """``info`` with the reply's text set when its output count is unknown, so the span can estimate it.
+
+    The text is read only then: a call whose usage was reported pays nothing for assembling text.
+    """
+    usage = info.usage
+    if usage is None or usage.output is None:
+        info.output_text = output_text()
+    return info
+
+
+class ProviderTranslation(Translation):
+    """A :class:`Translation` for an SDK whose wrapped method is either plain or streamed (``stream``).
+
+    Subclasses set ``provider`` and ``operation`` and read their SDK's arguments and responses; a call is
+    proxied as a stream only when it was one and the SDK returned an iterator (sync or async).
+    """
+
+    provider: str = ""
+    operation: str = names.OP_CHAT
+
+    def __init__(self, stream: bool = False) -> None:
+        self.stream = stream
+
+    def request_info(
+        self, model: Any, attributes: dict[str, AttributeValue], prompt_text: Callable[[], str],
+        provider: str | None = None,
+    ) -> RequestInfo:
+        """The call's :class:`RequestInfo`; a ``model`` argument that is not a string is unknown (None)."""
+        return RequestInfo(
+            provider=provider or self.provider,
+            operation=self.operation,
+            model=model if isinstance(model, str) else None,
+            attributes=attributes,
+            stream=self.stream,
+            prompt_text=prompt_text,
+        )
+
+    def is_stream(self, request: RequestInfo, result: Any) -> bool:
+        return request.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+
+
+class UsageStreamAccumulator(StreamAccumulator):
+    """Stream state that most SDKs' chunks fill: the text so far, the last usage block, finish reasons,
+    model and response id.
+
+    Subclasses fill these in ``on_chunk`` (per chunk, so kept to plain attribute writes) and say in
+    :meth:`normalize` how their raw usage block becomes :class:`Usage`; the rest happens once, at the end.
+    """
+
+    __slots__ = ("_finish", "_id", "_model", "_text", "_usage")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._text = TextBuffer()
+        self._usage: Any = None
+        self._finish: tuple[str, ...] | None = None
+        self._model: str | None = None
+        self._id: str | None = None
+
+    def normalize(self, raw: Any, unmeasured: list[str]) -> Usage | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def result(self) -> ResponseInfo:
+        unmeasured: list[str] = []
+        usage = self.normalize(self._usage, unmeasured)
+        info = ResponseInfo(model=self._model, id=self._id, finish_reasons=self._finish, usage=usage,
+                            unmeasured=unmeasured)
+        return with_output_text(info, self._text.text)
 
 
 def async_iterator_wrapper(get_tracer: Callable[[], Tracer], translation: Translation) -> Callable[..., Any]:

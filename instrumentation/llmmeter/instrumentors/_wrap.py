@@ -63,6 +63,37 @@ def begin_call(tracer: Tracer, translation: Translation, instance: Any, args: An
     return start_call(tracer, request)  # a guard's refusal propagates from here, on purpose
 
 
+class Running:
+    """``with Running(call):`` around the SDK's own call: the call's span is current inside (HTTP spans nest
+    under it, traceparent is sent); an exception ends the span as failed and propagates unchanged (the
+    same object: ``__exit__`` never swallows it).
+
+    ``measured``: this call measures a whole framework call (LiteLLM); provider SDK wrappers inside it pass
+    through. Written once for the sync and async wrappers, Bedrock's and Anthropic's ``stream()`` managers;
+    a slotted class rather than ``@contextmanager``, which costs a generator per call.
+    """
+
+    __slots__ = ("_call", "_inside", "_measured", "_token")
+
+    def __init__(self, call: LLMCall, measured: bool = False) -> None:
+        self._call = call
+        self._measured = measured
+
+    def __enter__(self) -> None:
+        self._token = self._call.activate()
+        self._inside = _inside_measured_call.set(True) if self._measured else None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            if exc is not None:
+                self._call.finish(None, exc)
+        finally:
+            if self._inside is not None:
+                _inside_measured_call.reset(self._inside)
+            self._call.deactivate(self._token)
+        return False
+
+
 def _handle_result(call: LLMCall, translation: Translation, result: Any, proxy: type) -> Any:
     try:
         if call.request.stream and type(result).__name__ in _STREAMING_RESPONSES and hasattr(result, "parse"):
@@ -177,17 +208,8 @@ def sync_wrapper(
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
-        token = call.activate()
-        inside = _inside_measured_call.set(True) if measured else None
-        try:
+        with Running(call, measured):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            if inside is not None:
-                _inside_measured_call.reset(inside)
-            call.deactivate(token)
         return _handle_result(call, translation, result, SyncStreamProxy)
 
     return mark_ours(wrapper)
@@ -201,17 +223,8 @@ def async_wrapper(
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = _prepared(call, translation, kwargs)
-        token = call.activate()
-        inside = _inside_measured_call.set(True) if measured else None
-        try:
+        with Running(call, measured):
             result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            if inside is not None:
-                _inside_measured_call.reset(inside)
-            call.deactivate(token)
         return _handle_result(call, translation, result, AsyncStreamProxy)
 
     return mark_ours(wrapper)

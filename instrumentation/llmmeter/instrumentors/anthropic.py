@@ -43,7 +43,7 @@ from llmmeter.call import AttributeValue, LLMCall, RequestInfo, ResponseInfo, st
 from llmmeter.config import settings
 from llmmeter.instrumentors._common import Target, Targets, TargetsInstrumentor
 from llmmeter.instrumentors._sdk import TextBuffer, given
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, mark_ours, sync_wrapper
+from llmmeter.instrumentors._wrap import Running, Translation, async_wrapper, mark_ours, sync_wrapper
 from llmmeter.streams import AsyncStreamProxy, StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
@@ -388,12 +388,33 @@ class MessagesAccumulator(StreamAccumulator):
 
 
 class _Pending:
-    __slots__ = ("acc", "call", "claimed")
+    """A ``stream()`` call waiting for the SDK to build its MessageStream, whose raw stream we then proxy.
+
+    ``with pending:`` around the manager's own ``__enter__`` / ``__aenter__``: the span is current (see
+    :class:`Running`) and ``_PENDING`` names this call, so :func:`_stream_helper_init` can claim the stream.
+    """
+
+    __slots__ = ("_running", "_var_token", "acc", "call", "claimed")
 
     def __init__(self, call: LLMCall, acc: StreamAccumulator) -> None:
         self.call = call
         self.acc = acc
         self.claimed = False
+
+    def __enter__(self) -> None:
+        self._var_token = _PENDING.set(self)
+        self._running = Running(self.call)
+        self._running.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            self._running.__exit__(exc_type, exc, tb)
+        finally:
+            _PENDING.reset(self._var_token)
+        if exc is None and not self.claimed:
+            # The SDK built its stream some other way (a future SDK): end the span rather than leave it open.
+            self.call.finish(ResponseInfo(unmeasured=["stream_helper_not_observed"]))
+        return False
 
 
 # Set only while our manager proxy's __enter__ / __aenter__ runs the SDK's: the MessageStream built there
@@ -421,65 +442,42 @@ def _stream_helper_init(async_: bool) -> Callable[..., Any]:
     return mark_ours(wrapper)
 
 
-def _unobserved(pending: _Pending) -> None:
-    """The SDK built its stream some other way (a future SDK): end the span rather than leave it open."""
-    if not pending.claimed:
-        pending.call.finish(ResponseInfo(unmeasured=["stream_helper_not_observed"]))
+class _ManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The manager ``messages.stream()`` returns: nothing is sent until the app enters it, so the call starts
+    there (sync and async subclasses differ only in how they enter the SDK's manager)."""
 
-
-class _SyncManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, manager: Any, tracer: Tracer, translation: Translation, request: RequestInfo) -> None:
         super().__init__(manager)
         self._self_tracer = tracer
         self._self_translation = translation
         self._self_request = request
 
-    def __enter__(self) -> Any:
+    def _self_start(self) -> _Pending | None:
         call = start_call(self._self_tracer, self._self_request)  # a guard's refusal propagates, on purpose
         if call is None:
+            return None
+        return _Pending(call, self._self_translation.accumulator(self._self_request))
+
+
+class _SyncManagerProxy(_ManagerProxy):
+    def __enter__(self) -> Any:
+        pending = self._self_start()
+        if pending is None:
             return self.__wrapped__.__enter__()
-        pending = _Pending(call, self._self_translation.accumulator(self._self_request))
-        var_token = _PENDING.set(pending)
-        token = call.activate()
-        try:
-            stream = self.__wrapped__.__enter__()
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            call.deactivate(token)
-            _PENDING.reset(var_token)
-        _unobserved(pending)
-        return stream
+        with pending:
+            return self.__wrapped__.__enter__()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         return self.__wrapped__.__exit__(exc_type, exc, tb)
 
 
-class _AsyncManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, manager: Any, tracer: Tracer, translation: Translation, request: RequestInfo) -> None:
-        super().__init__(manager)
-        self._self_tracer = tracer
-        self._self_translation = translation
-        self._self_request = request
-
+class _AsyncManagerProxy(_ManagerProxy):
     async def __aenter__(self) -> Any:
-        call = start_call(self._self_tracer, self._self_request)
-        if call is None:
+        pending = self._self_start()
+        if pending is None:
             return await self.__wrapped__.__aenter__()
-        pending = _Pending(call, self._self_translation.accumulator(self._self_request))
-        var_token = _PENDING.set(pending)
-        token = call.activate()
-        try:
-            stream = await self.__wrapped__.__aenter__()
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            call.deactivate(token)
-            _PENDING.reset(var_token)
-        _unobserved(pending)
-        return stream
+        with pending:
+            return await self.__wrapped__.__aenter__()
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
         return await self.__wrapped__.__aexit__(exc_type, exc, tb)

@@ -46,7 +46,7 @@ from llmmeter.instrumentors._common import (
     TextBuffer,
     number_attributes,
 )
-from llmmeter.instrumentors._wrap import Translation, begin_call, mark_ours
+from llmmeter.instrumentors._wrap import Running, Translation, begin_call, mark_ours
 from llmmeter.streams import StreamAccumulator, SyncStreamProxy
 from llmmeter.usage import Usage, as_count, field_of
 
@@ -378,14 +378,8 @@ def _make_api_call_wrapper(get_tracer: Callable[[], Tracer], translation: Transl
         call = begin_call(get_tracer(), translation, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = call.activate()
-        try:
+        with Running(call):
             result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.finish(None, exc)
-            raise
-        finally:
-            call.deactivate(token)
         try:
             key = _STREAM_KEY.get(args[0] if args else kwargs.get("operation_name"))
             if key is not None and isinstance(result, dict) and result.get(key) is not None:

@@ -13,26 +13,24 @@ stream proxy also sees HTTP errors, as stream errors. Usage arrives in the ``mes
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
+    ProviderTranslation,
     Target,
     Targets,
     TargetsInstrumentor,
-    TextBuffer,
+    UsageStreamAccumulator,
     async_iterator_wrapper,
     finish_reasons,
     number_attributes,
     str_or_none,
+    with_output_text,
 )
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
-from llmmeter.streams import StreamAccumulator
+from llmmeter.instrumentors._wrap import async_wrapper, sync_wrapper
 from llmmeter.usage import Usage, as_count, field_of
-
-_log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("cohere >= 5.10",)
 NOTE_UNBILLED = "usage.billed_units_missing_used_tokens"
@@ -71,9 +69,8 @@ def _message_text(message: Any) -> str:
     return "\n".join(t for t in texts if isinstance(t, str))
 
 
-class ChatTranslation(Translation):
-    def __init__(self, stream: bool) -> None:
-        self.stream = stream
+class ChatTranslation(ProviderTranslation):
+    provider = names.PROVIDER_COHERE
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
         model = kwargs.get("model")
@@ -88,17 +85,7 @@ class ChatTranslation(Translation):
         def prompt_text() -> str:
             return "\n".join(_message_text(m) for m in messages or ())
 
-        return RequestInfo(
-            provider=names.PROVIDER_COHERE,
-            operation=names.OP_CHAT,
-            model=model if isinstance(model, str) else None,
-            attributes=attrs,
-            stream=self.stream,
-            prompt_text=prompt_text,
-        )
-
-    def is_stream(self, request: RequestInfo, result: Any) -> bool:
-        return self.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+        return self.request_info(model, attrs, prompt_text)
 
     def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
         unmeasured: list[str] = []
@@ -109,26 +96,17 @@ class ChatTranslation(Translation):
             usage=usage,
             unmeasured=unmeasured,
         )
-        if usage is None or usage.output is None:
-            info.output_text = _message_text(field_of(result, "message"))
-        return info
+        return with_output_text(info, lambda: _message_text(field_of(result, "message")))
 
-    def accumulator(self, request: RequestInfo) -> StreamAccumulator:
+    def accumulator(self, request: RequestInfo) -> ChatStreamAccumulator:
         return ChatStreamAccumulator()
 
 
-class ChatStreamAccumulator(StreamAccumulator):
+class ChatStreamAccumulator(UsageStreamAccumulator):
     """v2 stream events: ``message-start`` (id), ``content-delta`` / ``tool-call-delta`` (text),
-    ``message-end`` (finish reason and usage)."""
+    ``message-end`` (finish reason and usage). Cohere chunks carry no model name."""
 
-    __slots__ = ("_finish", "_id", "_text", "_usage")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._text = TextBuffer()
-        self._usage: Any = None
-        self._finish: tuple[str, ...] | None = None
-        self._id: str | None = None
+    __slots__ = ()
 
     def on_chunk(self, chunk: Any) -> None:
         kind = field_of(chunk, "type")
@@ -144,13 +122,8 @@ class ChatStreamAccumulator(StreamAccumulator):
             self._finish = finish_reasons((field_of(delta, "finish_reason"),))
             self._usage = field_of(delta, "usage")
 
-    def result(self) -> ResponseInfo:
-        unmeasured: list[str] = []
-        usage = normalize_usage(self._usage, unmeasured)
-        info = ResponseInfo(id=self._id, finish_reasons=self._finish, usage=usage, unmeasured=unmeasured)
-        if usage is None or usage.output is None:
-            info.output_text = self._text.text()
-        return info
+    def normalize(self, raw: Any, unmeasured: list[str]) -> Usage | None:
+        return normalize_usage(raw, unmeasured)
 
 
 _CALL = ChatTranslation(stream=False)

@@ -22,25 +22,24 @@ The provider is ``gcp.vertex_ai`` for a Vertex AI client, ``gcp.gen_ai`` for the
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from llmmeter import names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
+    ProviderTranslation,
     Target,
     Targets,
     TargetsInstrumentor,
     TextBuffer,
+    UsageStreamAccumulator,
     finish_reasons,
     number_attributes,
     str_or_none,
+    with_output_text,
 )
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
-from llmmeter.streams import StreamAccumulator
+from llmmeter.instrumentors._wrap import async_wrapper, sync_wrapper
 from llmmeter.usage import Usage, as_count, field_of
-
-_log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("google-genai >= 1.0",)
 
@@ -127,9 +126,8 @@ def _contents_text(contents: Any) -> str:
     return "\n".join(texts)
 
 
-class GenerateContentTranslation(Translation):
-    def __init__(self, stream: bool) -> None:
-        self.stream = stream
+class GenerateContentTranslation(ProviderTranslation):
+    operation = names.OP_GENERATE_CONTENT
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
         api_client = getattr(instance, "_api_client", None)
@@ -151,17 +149,8 @@ class GenerateContentTranslation(Translation):
             system = field_of(config, "system_instruction") if config is not None else None
             return "\n".join(t for t in (_contents_text(system), _contents_text(contents)) if t)
 
-        return RequestInfo(
-            provider=names.PROVIDER_GCP_VERTEX_AI if vertex else names.PROVIDER_GCP_GEN_AI,
-            operation=names.OP_GENERATE_CONTENT,
-            model=model if isinstance(model, str) else None,
-            attributes=attrs,
-            stream=self.stream,
-            prompt_text=prompt_text,
-        )
-
-    def is_stream(self, request: RequestInfo, result: Any) -> bool:
-        return self.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+        provider = names.PROVIDER_GCP_VERTEX_AI if vertex else names.PROVIDER_GCP_GEN_AI
+        return self.request_info(model, attrs, prompt_text, provider)
 
     def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
         unmeasured: list[str] = []
@@ -174,27 +163,21 @@ class GenerateContentTranslation(Translation):
             usage=usage,
             unmeasured=unmeasured,
         )
-        if usage is None or usage.output is None:
+
+        def output_text() -> str:
             text = TextBuffer()
             for candidate in candidates:
                 _parts_text(candidate, text)
-            info.output_text = text.text()
-        return info
+            return text.text()
 
-    def accumulator(self, request: RequestInfo) -> StreamAccumulator:
+        return with_output_text(info, output_text)
+
+    def accumulator(self, request: RequestInfo) -> GenerateContentAccumulator:
         return GenerateContentAccumulator()
 
 
-class GenerateContentAccumulator(StreamAccumulator):
-    __slots__ = ("_finish", "_id", "_model", "_text", "_usage")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._text = TextBuffer()
-        self._usage: Any = None
-        self._finish: tuple[str, ...] | None = None
-        self._model: str | None = None
-        self._id: str | None = None
+class GenerateContentAccumulator(UsageStreamAccumulator):
+    __slots__ = ()
 
     def on_chunk(self, chunk: Any) -> None:
         metadata = field_of(chunk, "usage_metadata")
@@ -208,17 +191,12 @@ class GenerateContentAccumulator(StreamAccumulator):
             if reason:
                 self._finish = reason
 
-    def result(self) -> ResponseInfo:
-        unmeasured: list[str] = []
-        usage = normalize_usage(self._usage, unmeasured)
+    def normalize(self, raw: Any, unmeasured: list[str]) -> Usage | None:
+        usage = normalize_usage(raw, unmeasured)
         if usage is not None and self._finish is None:
             usage.output = None  # counts before the last chunk are not final: estimate what was streamed
             usage.reasoning = 0
-        info = ResponseInfo(model=self._model, id=self._id, finish_reasons=self._finish, usage=usage,
-                            unmeasured=unmeasured)
-        if usage is None or usage.output is None:
-            info.output_text = self._text.text()
-        return info
+        return usage
 
 
 _CALL = GenerateContentTranslation(stream=False)

@@ -9,26 +9,24 @@ OpenAI instrumentor's ``chat_usage`` rather than a second copy of it. Streams ar
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
+    ProviderTranslation,
     Target,
     Targets,
     TargetsInstrumentor,
-    TextBuffer,
+    UsageStreamAccumulator,
     finish_reasons,
     number_attributes,
     str_or_none,
+    with_output_text,
 )
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
+from llmmeter.instrumentors._wrap import async_wrapper, sync_wrapper
 from llmmeter.instrumentors.openai_._chat import chat_usage
-from llmmeter.streams import StreamAccumulator
-from llmmeter.usage import field_of
-
-_log = logging.getLogger(__name__)
+from llmmeter.usage import Usage, field_of
 
 _INSTRUMENTS = ("mistralai >= 1.0",)
 
@@ -42,9 +40,8 @@ def content_text(content: Any) -> str:
     return ""
 
 
-class ChatTranslation(Translation):
-    def __init__(self, stream: bool) -> None:
-        self.stream = stream
+class ChatTranslation(ProviderTranslation):
+    provider = names.PROVIDER_MISTRAL
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
         model = kwargs.get("model")
@@ -60,17 +57,7 @@ class ChatTranslation(Translation):
         def prompt_text() -> str:
             return "\n".join(content_text(field_of(m, "content")) for m in messages or ())
 
-        return RequestInfo(
-            provider=names.PROVIDER_MISTRAL,
-            operation=names.OP_CHAT,
-            model=model if isinstance(model, str) else None,
-            attributes=attrs,
-            stream=self.stream,
-            prompt_text=prompt_text,
-        )
-
-    def is_stream(self, request: RequestInfo, result: Any) -> bool:
-        return self.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+        return self.request_info(model, attrs, prompt_text)
 
     def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
         unmeasured: list[str] = []
@@ -83,24 +70,16 @@ class ChatTranslation(Translation):
             usage=usage,
             unmeasured=unmeasured,
         )
-        if usage is None or usage.output is None:
-            info.output_text = "".join(content_text(field_of(field_of(c, "message"), "content")) for c in choices)
-        return info
+        return with_output_text(
+            info, lambda: "".join(content_text(field_of(field_of(c, "message"), "content")) for c in choices)
+        )
 
-    def accumulator(self, request: RequestInfo) -> StreamAccumulator:
+    def accumulator(self, request: RequestInfo) -> ChatStreamAccumulator:
         return ChatStreamAccumulator()
 
 
-class ChatStreamAccumulator(StreamAccumulator):
-    __slots__ = ("_finish", "_id", "_model", "_text", "_usage")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._text = TextBuffer()
-        self._usage: Any = None
-        self._finish: tuple[str, ...] | None = None
-        self._model: str | None = None
-        self._id: str | None = None
+class ChatStreamAccumulator(UsageStreamAccumulator):
+    __slots__ = ()
 
     def on_chunk(self, chunk: Any) -> None:
         data = field_of(chunk, "data")  # CompletionEvent -> CompletionChunk
@@ -117,14 +96,8 @@ class ChatStreamAccumulator(StreamAccumulator):
         if usage is not None:
             self._usage = usage
 
-    def result(self) -> ResponseInfo:
-        unmeasured: list[str] = []
-        usage = chat_usage(self._usage, unmeasured)
-        info = ResponseInfo(model=self._model, id=self._id, finish_reasons=self._finish, usage=usage,
-                            unmeasured=unmeasured)
-        if usage is None or usage.output is None:
-            info.output_text = self._text.text()
-        return info
+    def normalize(self, raw: Any, unmeasured: list[str]) -> Usage | None:
+        return chat_usage(raw, unmeasured)
 
 
 _CALL = ChatTranslation(stream=False)

@@ -11,12 +11,12 @@ beside paid calls without inventing a cost.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from llmmeter import names
 from llmmeter.call import RequestInfo, ResponseInfo
 from llmmeter.instrumentors._common import (
+    ProviderTranslation,
     Target,
     Targets,
     TargetsInstrumentor,
@@ -24,12 +24,11 @@ from llmmeter.instrumentors._common import (
     finish_reasons,
     number_attributes,
     str_or_none,
+    with_output_text,
 )
-from llmmeter.instrumentors._wrap import Translation, async_wrapper, sync_wrapper
+from llmmeter.instrumentors._wrap import async_wrapper, sync_wrapper
 from llmmeter.streams import StreamAccumulator
 from llmmeter.usage import Usage, as_count, field_of
-
-_log = logging.getLogger(__name__)
 
 _INSTRUMENTS = ("ollama >= 0.4",)
 
@@ -56,10 +55,17 @@ def _output_text(response: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
-class OllamaTranslation(Translation):
-    """``chat(model, messages, ...)`` or ``generate(model, prompt, ...)``; ``model`` may be positional."""
+class OllamaTranslation(ProviderTranslation):
+    """``chat(model, messages, ...)`` or ``generate(model, prompt, ...)``; ``model`` may be positional.
+
+    One translation per method (not per plain/streamed method, as for the other SDKs): ``stream=True`` is
+    an argument here, read per call.
+    """
+
+    provider = names.PROVIDER_OLLAMA
 
     def __init__(self, operation: str) -> None:
+        super().__init__()
         self.operation = operation
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestInfo | None:
@@ -85,17 +91,9 @@ class OllamaTranslation(Translation):
             system = kwargs.get("system")
             return "\n".join(t for t in (system, *texts) if isinstance(t, str) and t)
 
-        return RequestInfo(
-            provider=names.PROVIDER_OLLAMA,
-            operation=self.operation,
-            model=model if isinstance(model, str) and model else None,
-            attributes=attrs,
-            stream=kwargs.get("stream") is True,
-            prompt_text=prompt_text,
-        )
-
-    def is_stream(self, request: RequestInfo, result: Any) -> bool:
-        return request.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__"))
+        request = self.request_info(model if isinstance(model, str) and model else None, attrs, prompt_text)
+        request.stream = kwargs.get("stream") is True
+        return request
 
     def response(self, request: RequestInfo, result: Any) -> ResponseInfo:
         unmeasured: list[str] = []
@@ -106,9 +104,7 @@ class OllamaTranslation(Translation):
             usage=usage,
             unmeasured=unmeasured,
         )
-        if usage is None or usage.output is None:
-            info.output_text = _output_text(result)
-        return info
+        return with_output_text(info, lambda: _output_text(result))
 
     def accumulator(self, request: RequestInfo) -> StreamAccumulator:
         return OllamaStreamAccumulator()
@@ -136,9 +132,7 @@ class OllamaStreamAccumulator(StreamAccumulator):
         usage = normalize_usage(self._final, unmeasured)
         info = ResponseInfo(model=self._model, finish_reasons=finish_reasons((field_of(self._final, "done_reason"),)),
                             usage=usage, unmeasured=unmeasured)
-        if usage is None or usage.output is None:
-            info.output_text = self._text.text()
-        return info
+        return with_output_text(info, self._text.text)
 
 
 _CHAT = OllamaTranslation(names.OP_CHAT)

@@ -15,12 +15,12 @@ import wrapt
 
 from llmmeter import config, names
 from llmmeter.call import ResponseInfo
-from llmmeter.instrumentors._wrap import Translation
 from llmmeter.instrumentors.openai_._common import (
     MAX_TOKEN_COUNT,
     NOTE_OUTPUT_TRUNCATED,
     NOTE_USAGE_MISSING,
     OpenAIRequest,
+    OpenAITranslation,
     TextBuffer,
     arg,
     build_usage,
@@ -29,18 +29,14 @@ from llmmeter.instrumentors.openai_._common import (
     count,
     count_texts,
     dedupe,
-    endpoint,
     fill_input_estimate,
     given,
     header_cost,
-    is_stream_result,
     items,
     json_attribute,
     read_count,
-    request_attributes,
     text,
     text_parts,
-    unwrap_raw,
 )
 from llmmeter.streams import StreamAccumulator
 from llmmeter.usage import Usage, field_of
@@ -276,29 +272,20 @@ def _response_attributes(obj: Any) -> dict[str, Any]:
     return {names.OPENAI_RESPONSE_SERVICE_TIER: tier} if tier else {}
 
 
-class ChatTranslation(Translation):
+class ChatTranslation(OpenAITranslation):
     """``chat.completions.create`` / ``.parse`` (sync and async share it)."""
 
     operation = names.OP_CHAT
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest | None:
-        provider, host, port = endpoint(instance)
         model = text(arg(kwargs, "model"))
         messages = arg(kwargs, "messages")
         tools = arg(kwargs, "tools")
-        attributes = request_attributes(kwargs, host, port, CHAT_FIELDS)
-        capture = config.settings().capture_content
-        if capture:
-            attributes[names.INPUT_MESSAGES] = json_attribute(input_messages(messages))
-        return OpenAIRequest(
-            provider=provider,
-            operation=self.operation,
-            model=model,
-            attributes=attributes,
-            stream=kwargs.get("stream") is True,
+        return self.openai_request(
+            instance, kwargs, model, CHAT_FIELDS,
+            input_messages=lambda: input_messages(messages),
             prompt_text=lambda: _prompt_text(messages),
             input_estimate=lambda: chat_input_estimate(messages, tools, model),
-            capture=capture,
         )
 
     def prepare_kwargs(self, request: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -308,19 +295,10 @@ class ChatTranslation(Translation):
             return {**kwargs, "stream_options": {"include_usage": True}}
         return kwargs
 
-    def is_stream(self, request: Any, result: Any) -> bool:
-        return is_stream_result(request, result)
-
     def accumulator(self, request: Any) -> ChatStreamAccumulator:
         return ChatStreamAccumulator(request)
 
-    def response(self, request: Any, result: Any) -> ResponseInfo:
-        info = ResponseInfo()
-        obj, note = unwrap_raw(request, result)
-        if obj is None:
-            info.unmeasured.append(note or "response_unreadable")
-            info.usage = fill_input_estimate(request, None, info)
-            return info
+    def read(self, request: Any, obj: Any, result: Any, info: ResponseInfo) -> None:
         info.model = text(field_of(obj, "model"))
         info.id = text(field_of(obj, "id"))
         choices = items(field_of(obj, "choices"))
@@ -342,7 +320,6 @@ class ChatTranslation(Translation):
                     ]
                 )
         info.usage = fill_input_estimate(request, usage, info)
-        return info
 
 
 _ChoiceFields = tuple[Any, Any, Any, Any, Any]  # finish_reason, delta content, index, tool_calls, refusal

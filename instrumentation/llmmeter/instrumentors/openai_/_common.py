@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from llmmeter import estimate, names
+from llmmeter import config, estimate, names
 from llmmeter.call import AttributeValue, RequestInfo, ResponseInfo
 from llmmeter.instrumentors._sdk import TextBuffer, given  # noqa: F401  (re-exported)
+from llmmeter.instrumentors._wrap import Translation
 from llmmeter.usage import MAX_COUNT, Usage, as_count, field_of
 
 # Larger counts are garbage (a malformed proxy); they would also overflow OTLP's int64 attributes. The bound is
@@ -64,6 +65,66 @@ class OpenAIRequest(RequestInfo):
     # (tokens, method, notes): the prompt's size with the chat-format overhead, for when usage is missing.
     input_estimate: Callable[[], tuple[int, str, list[str]]] | None = None
     capture: bool = False  # content capture opted in (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
+
+
+class OpenAITranslation(Translation):
+    """What every OpenAI endpoint's translation does alike; subclasses read their endpoint's arguments
+    (``request``, building on :meth:`openai_request`) and parsed responses (``read``).
+
+    A ``with_raw_response`` / ``with_streaming_response`` result is unwrapped here once for all of them, and
+    one that cannot be read without consuming the app's body is marked, its input estimated.
+    """
+
+    operation: str
+
+    def openai_request(
+        self,
+        instance: Any,
+        kwargs: dict[str, Any],
+        model: str | None,
+        fields: tuple[tuple[str, str, type], ...],
+        input_messages: Callable[[], Any],
+        prompt_text: Callable[[], str],
+        input_estimate: Callable[[], tuple[int, str, list[str]]],
+    ) -> OpenAIRequest:
+        """The call's request: provider and server from the client, ``fields`` as attributes, and the input
+        messages (``input_messages()``) only when content capture is opted in."""
+        provider, host, port = endpoint(instance)
+        attributes = request_attributes(kwargs, host, port, fields)
+        capture = config.settings().capture_content
+        if capture:
+            attributes[names.INPUT_MESSAGES] = json_attribute(input_messages())
+        return OpenAIRequest(
+            provider=provider,
+            operation=self.operation,
+            model=model,
+            attributes=attributes,
+            stream=kwargs.get("stream") is True,
+            prompt_text=prompt_text,
+            input_estimate=input_estimate,
+            capture=capture,
+        )
+
+    def is_stream(self, request: Any, result: Any) -> bool:
+        return is_stream_result(request, result)
+
+    def response(self, request: Any, result: Any) -> ResponseInfo:
+        info = ResponseInfo()
+        obj, note = unwrap_raw(request, result)
+        if obj is None:
+            info.unmeasured.append(note or "response_unreadable")
+            info.usage = fill_input_estimate(request, self.unread_usage(), info)
+            return info
+        self.read(request, obj, result, info)
+        return info
+
+    def read(self, request: Any, obj: Any, result: Any, info: ResponseInfo) -> None:  # pragma: no cover - overridden
+        """Fill ``info`` from the parsed response ``obj`` (``result`` is what the SDK returned, maybe raw)."""
+        raise NotImplementedError
+
+    def unread_usage(self) -> Usage | None:
+        """The usage known without reading the response (None: nothing; embeddings know output is 0)."""
+        return None
 
 
 def arg(kwargs: dict[str, Any], name: str) -> Any:

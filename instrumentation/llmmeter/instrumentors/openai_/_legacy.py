@@ -9,28 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmmeter import config, estimate, names
+from llmmeter import estimate, names
 from llmmeter.call import ResponseInfo
-from llmmeter.instrumentors._wrap import Translation
 from llmmeter.instrumentors.openai_._common import (
     NOTE_OUTPUT_TRUNCATED,
     NOTE_USAGE_MISSING,
     OpenAIRequest,
+    OpenAITranslation,
     TextBuffer,
     arg,
     build_usage,
     count_texts,
     dedupe,
-    endpoint,
     fill_input_estimate,
-    is_stream_result,
     items,
     json_attribute,
     read_count,
-    request_attributes,
     text,
     text_parts,
-    unwrap_raw,
 )
 from llmmeter.streams import StreamAccumulator
 from llmmeter.usage import Usage, field_of
@@ -68,72 +64,52 @@ def _usage(raw: Any, info: ResponseInfo, with_output: bool) -> Usage | None:
     return build_usage(input_, output, 0, 0, 0, info.unmeasured)
 
 
-def _request(
-    instance: Any, kwargs: dict[str, Any], operation: str, prompt_arg: str, fields: tuple[tuple[str, str, type], ...]
-) -> OpenAIRequest:
-    provider, host, port = endpoint(instance)
-    model = text(arg(kwargs, "model"))
-    prompt = arg(kwargs, prompt_arg)
-    attributes = request_attributes(kwargs, host, port, fields)
-    capture = config.settings().capture_content
-    if capture:
-        attributes[names.INPUT_MESSAGES] = json_attribute(
-            [{"role": "user", "parts": text_parts(_prompt_strings(prompt))}]
+class _PromptTranslation(OpenAITranslation):
+    """Embeddings and text completions: one ``prompt_arg`` holding strings or token ids, no chat format."""
+
+    prompt_arg: str
+    fields: tuple[tuple[str, str, type], ...] = ()
+
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest:
+        model = text(arg(kwargs, "model"))
+        prompt = arg(kwargs, self.prompt_arg)
+        return self.openai_request(
+            instance, kwargs, model, self.fields,
+            input_messages=lambda: [{"role": "user", "parts": text_parts(_prompt_strings(prompt))}],
+            prompt_text=lambda: "\n".join(_prompt_strings(prompt)),
+            input_estimate=lambda: prompt_estimate(prompt, model),
         )
-    return OpenAIRequest(
-        provider=provider,
-        operation=operation,
-        model=model,
-        attributes=attributes,
-        stream=kwargs.get("stream") is True,
-        prompt_text=lambda: "\n".join(_prompt_strings(prompt)),
-        input_estimate=lambda: prompt_estimate(prompt, model),
-        capture=capture,
-    )
 
 
-class EmbeddingsTranslation(Translation):
+class EmbeddingsTranslation(_PromptTranslation):
     operation = names.OP_EMBEDDINGS
+    prompt_arg = "input"
 
-    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest | None:
-        request = _request(instance, kwargs, self.operation, "input", ())
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest:
+        request = super().request(instance, args, kwargs)
         encoding = text(arg(kwargs, "encoding_format"))
         if encoding:
             request.attributes[names.REQUEST_ENCODING_FORMATS] = (encoding,)
         request.stream = False
         return request
 
-    def response(self, request: Any, result: Any) -> ResponseInfo:
-        info = ResponseInfo()
-        obj, note = unwrap_raw(request, result)
-        if obj is None:
-            info.unmeasured.append(note or "response_unreadable")
-            info.usage = fill_input_estimate(request, Usage(output=0), info)
-            return info
+    def unread_usage(self) -> Usage | None:
+        return Usage(output=0)  # embeddings produce no output tokens: 0 by definition, never estimated
+
+    def read(self, request: Any, obj: Any, result: Any, info: ResponseInfo) -> None:
         info.model = text(field_of(obj, "model"))
         info.usage = fill_input_estimate(request, _usage(field_of(obj, "usage"), info, False), info)
-        return info
 
 
-class CompletionsTranslation(Translation):
+class CompletionsTranslation(_PromptTranslation):
     operation = names.OP_TEXT_COMPLETION
-
-    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest | None:
-        return _request(instance, kwargs, self.operation, "prompt", COMPLETION_FIELDS)
-
-    def is_stream(self, request: Any, result: Any) -> bool:
-        return is_stream_result(request, result)
+    prompt_arg = "prompt"
+    fields = COMPLETION_FIELDS
 
     def accumulator(self, request: Any) -> CompletionsStreamAccumulator:
         return CompletionsStreamAccumulator(request)
 
-    def response(self, request: Any, result: Any) -> ResponseInfo:
-        info = ResponseInfo()
-        obj, note = unwrap_raw(request, result)
-        if obj is None:
-            info.unmeasured.append(note or "response_unreadable")
-            info.usage = fill_input_estimate(request, None, info)
-            return info
+    def read(self, request: Any, obj: Any, result: Any, info: ResponseInfo) -> None:
         info.model = text(field_of(obj, "model"))
         info.id = text(field_of(obj, "id"))
         choices = items(field_of(obj, "choices"))
@@ -149,7 +125,6 @@ class CompletionsTranslation(Translation):
                     )
                 }
         info.usage = fill_input_estimate(request, usage, info)
-        return info
 
 
 class CompletionsStreamAccumulator(StreamAccumulator):

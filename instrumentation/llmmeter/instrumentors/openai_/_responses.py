@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmmeter import config, names
+from llmmeter import names
 from llmmeter.call import ResponseInfo
-from llmmeter.instrumentors._wrap import Translation
 from llmmeter.instrumentors.openai_._common import (
     NOTE_OUTPUT_TRUNCATED,
     NOTE_USAGE_MISSING,
     OpenAIRequest,
+    OpenAITranslation,
     TextBuffer,
     arg,
     build_usage,
@@ -23,17 +23,13 @@ from llmmeter.instrumentors.openai_._common import (
     content_texts,
     count,
     count_texts,
-    endpoint,
     fill_input_estimate,
     given,
-    is_stream_result,
     items,
     json_attribute,
     read_count,
-    request_attributes,
     text,
     text_parts,
-    unwrap_raw,
 )
 from llmmeter.streams import StreamAccumulator
 from llmmeter.usage import Usage, field_of
@@ -177,21 +173,14 @@ def _read_response(request: Any, response: Any, info: ResponseInfo, streamed_tex
     info.usage = fill_input_estimate(request, usage, info)
 
 
-class ResponsesTranslation(Translation):
+class ResponsesTranslation(OpenAITranslation):
     operation = names.OP_CHAT
 
     def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAIRequest | None:
-        provider, host, port = endpoint(instance)
         model = text(arg(kwargs, "model"))
         input_ = arg(kwargs, "input")
         instructions = arg(kwargs, "instructions")
         tools = arg(kwargs, "tools")
-        attributes = request_attributes(kwargs, host, port, RESPONSES_FIELDS)
-        capture = config.settings().capture_content
-        if capture:
-            attributes[names.INPUT_MESSAGES] = json_attribute(input_messages(input_))
-            if isinstance(instructions, str):
-                attributes[names.SYSTEM_INSTRUCTIONS] = json_attribute(text_parts([instructions]))
 
         def prompt_text() -> str:
             texts = [instructions] if isinstance(instructions, str) else []
@@ -199,32 +188,21 @@ class ResponsesTranslation(Translation):
                 texts += _item_texts(item, [])
             return "\n".join(texts)
 
-        return OpenAIRequest(
-            provider=provider,
-            operation=self.operation,
-            model=model,
-            attributes=attributes,
-            stream=kwargs.get("stream") is True,
+        request = self.openai_request(
+            instance, kwargs, model, RESPONSES_FIELDS,
+            input_messages=lambda: input_messages(input_),
             prompt_text=prompt_text,
             input_estimate=lambda: responses_input_estimate(input_, instructions, tools, model),
-            capture=capture,
         )
-
-    def is_stream(self, request: Any, result: Any) -> bool:
-        return is_stream_result(request, result)
+        if request.capture and isinstance(instructions, str):
+            request.attributes[names.SYSTEM_INSTRUCTIONS] = json_attribute(text_parts([instructions]))
+        return request
 
     def accumulator(self, request: Any) -> ResponsesStreamAccumulator:
         return ResponsesStreamAccumulator(request)
 
-    def response(self, request: Any, result: Any) -> ResponseInfo:
-        info = ResponseInfo()
-        obj, note = unwrap_raw(request, result)
-        if obj is None:
-            info.unmeasured.append(note or "response_unreadable")
-            info.usage = fill_input_estimate(request, None, info)
-            return info
+    def read(self, request: Any, obj: Any, result: Any, info: ResponseInfo) -> None:
         _read_response(request, obj, info, None)
-        return info
 
 
 class ResponsesStreamAccumulator(StreamAccumulator):
