@@ -289,7 +289,7 @@ def test_a_method_missing_from_this_release_is_logged_once_and_the_rest_instrume
     CrewAIInstrumentor().uninstrument()
     renamed = (("crewai.crew", "Crew.kickoff_renamed_in_some_release", crewai_instrumentation._wrap_crew_kickoff),
                ("crewai.no_such_module", "Agent.execute_task", crewai_instrumentation._wrap_execute_task))
-    monkeypatch.setattr(crewai_instrumentation, "TARGETS", crewai_instrumentation.TARGETS + renamed)
+    monkeypatch.setattr(CrewAIInstrumentor, "targets", crewai_instrumentation.TARGETS + renamed)
     with caplog.at_level(logging.INFO, logger="llmmeter.frameworks"):
         for _ in range(2):
             CrewAIInstrumentor().instrument()

@@ -43,18 +43,16 @@ import contextvars
 import json
 import logging
 import weakref
-from collections.abc import Collection
-from typing import Any, ClassVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import Status, StatusCode
 
 from llmmeter import agents as _agents
-from llmmeter import config, hooks, names
+from llmmeter import hooks, names
 from llmmeter.errors import AgentLoopDetected
-from llmmeter.frameworks import _runs, guards
+from llmmeter.frameworks import _runs
 
 _log = logging.getLogger(__name__)
 
@@ -531,23 +529,17 @@ TARGETS = (
 )
 
 
-class CrewAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class CrewAIInstrumentor(_runs.FrameworkInstrumentor):
     """``CrewAIInstrumentor().instrument()``; entry point ``llmmeter_crewai``."""
 
-    _wrapped: ClassVar[list[tuple[Any, str]]] = []
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("crewai >= 1.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        config.settings()
-        guards.load()
-        CrewAIInstrumentor._wrapped = _runs.wrap_targets(FRAMEWORK, TARGETS)
-        _state.enabled = True
+    framework = FRAMEWORK
+    targets = TARGETS
+    dependencies = ("crewai >= 1.0",)
+    state = _state
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _state.enabled = False
+        # the delegated-stop hook is registered lazily (after the first such refusal): remove it with the wrappers
         if _refuse_after_delegated_stop in hooks.BEFORE_CALL:
             hooks.BEFORE_CALL.remove(_refuse_after_delegated_stop)
         _delegation_stops.clear()
-        _runs.unwrap_all(CrewAIInstrumentor._wrapped)
+        super()._uninstrument(**kwargs)
