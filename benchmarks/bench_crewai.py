@@ -26,20 +26,17 @@ and reports the median run time, what each instrumentation adds per step (``(run
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import _framework_bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "crewai.json")
-ARMS = ("bare", "llmmeter", "openinference", "openllmetry")
 STEPS, TOOLS_PER_STEP = 5, 2
 # What CrewAI's own telemetry and tracing read (crewai_core/telemetry.py, crewai/events/listeners/tracing/utils.py).
 CREWAI_QUIET = {"CREWAI_DISABLE_TELEMETRY": "true", "CREWAI_DISABLE_TRACKING": "true",
@@ -109,113 +106,55 @@ def make_crew(base_url: str) -> Any:
 
 def worker(arm: str, runs: int) -> list[tuple[float, float]]:
     os.environ.update(CREWAI_QUIET)
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider()
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
+    tracer_provider, meter_provider = _framework_bench.pipeline(arm)
     if arm == "llmmeter":
         from llmmeter.frameworks.crewai import CrewAIInstrumentor
         from llmmeter.instrumentors.openai import OpenAIInstrumentor
-        from llmmeter.pipeline import configure
 
-        configure(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False)
-        tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
         CrewAIInstrumentor().instrument()
-    else:
-        tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
-        if arm == "openinference":
-            from openinference.instrumentation.crewai import CrewAIInstrumentor as OICrew
-            from openinference.instrumentation.openai import OpenAIInstrumentor as OIOpenAI
+    elif arm == "openinference":
+        from openinference.instrumentation.crewai import CrewAIInstrumentor as OICrew
+        from openinference.instrumentation.openai import OpenAIInstrumentor as OIOpenAI
 
-            OICrew().instrument(tracer_provider=tracer_provider)
-            OIOpenAI().instrument(tracer_provider=tracer_provider)
-        elif arm == "openllmetry":
-            from opentelemetry.instrumentation.crewai import CrewAIInstrumentor as OLCrew
-            from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OLOpenAI
+        OICrew().instrument(tracer_provider=tracer_provider)
+        OIOpenAI().instrument(tracer_provider=tracer_provider)
+    elif arm == "openllmetry":
+        from opentelemetry.instrumentation.crewai import CrewAIInstrumentor as OLCrew
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OLOpenAI
 
-            OLCrew().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-            OLOpenAI().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        elif arm != "bare":
-            raise ValueError(arm)
+        OLCrew().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        OLOpenAI().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    elif arm != "bare":
+        raise ValueError(arm)
     crew = make_crew(serve())
 
     def one() -> None:
         result = crew.kickoff()
         assert result.raw == "done", result.raw
 
-    for _ in range(3):  # warm-up: imports, tokenizer, first-call caches
+    for _ in range(_framework_bench.WARM_UP):
         one()
-    times = []
+    times = _framework_bench.Times()
     for _ in range(runs):
-        wall, cpu = time.perf_counter_ns(), time.process_time_ns()
-        one()
-        times.append(((time.perf_counter_ns() - wall) / 1e3, (time.process_time_ns() - cpu) / 1e3))
+        with times.run():
+            one()
     tracer_provider.shutdown()
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per arm per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.rounds = 3, 1
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.runs)))
-        return 0
-    samples: dict[str, list[list[float]]] = {arm: [] for arm in ARMS}
-    for r in range(args.rounds):
-        order = ARMS[r % len(ARMS):] + ARMS[: r % len(ARMS)]
-        for arm in order:
-            out = subprocess.run([sys.executable, __file__, "--worker", arm, "--runs", str(args.runs)],
-                                 check=True, capture_output=True, text=True)
-            samples[arm].extend(json.loads(out.stdout.strip().splitlines()[-1]))
+def versions() -> dict[str, Any]:
     from importlib.metadata import version
 
-    result: dict[str, Any] = {
-        "what": f"CrewAI run: 1 agent, {STEPS} steps x {TOOLS_PER_STEP} native tool calls + final answer, "
-                "local keep-alive HTTP server",
-        "runs_per_arm": len(samples["bare"]),
-        "python": sys.version.split()[0],
-        "versions": {p: version(p) for p in ("crewai", "openai", "openinference-instrumentation-crewai",
-                                             "openinference-instrumentation-openai",
-                                             "opentelemetry-instrumentation-crewai",
-                                             "opentelemetry-instrumentation-openai")},
-    }
-    # wall: what a user waits (noisy on a shared machine); cpu: the process's CPU time (incl. export threads)
-    for index, clock in enumerate(("wall", "cpu")):
-        median = {arm: statistics.median(s[index] for s in v) for arm, v in samples.items()}
-        added = {arm: median[arm] - median["bare"] for arm in ARMS}
-        result[clock] = {
-            "median_run_us": {a: round(v, 1) for a, v in median.items()},
-            "added_per_step_us": {a: round(added[a] / STEPS, 1) for a in ARMS if a != "bare"},
-            "ratio_to_bare": {a: round(median[a] / median["bare"], 3) for a in ARMS if a != "bare"},
-            "llmmeter_added_over_other_added": {
-                a: (round(added["llmmeter"] / added[a], 3) if added[a] > 0 else None)
-                for a in ("openinference", "openllmetry")
-            },
-        }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(json.dumps(result, indent=2))
-    return 0
+    return {"versions": {p: version(p) for p in ("crewai", "openai", "openinference-instrumentation-crewai",
+                                                 "openinference-instrumentation-openai",
+                                                 "opentelemetry-instrumentation-crewai",
+                                                 "opentelemetry-instrumentation-openai")}}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_framework_bench.main(
+        __file__, __doc__, worker,
+        f"CrewAI run: 1 agent, {STEPS} steps x {TOOLS_PER_STEP} native tool calls + final answer, "
+        "local keep-alive HTTP server",
+        steps=STEPS, runs=20, quick_runs=3, out=DEFAULT_OUT, details=versions))

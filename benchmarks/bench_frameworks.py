@@ -19,19 +19,16 @@ and reports the median run time, what each instrumentation adds per step (``(run
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from typing import Any
+
+import _framework_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "frameworks.json")
-ARMS = ("bare", "llmmeter", "openinference", "openllmetry")
 STEPS, TOOLS_PER_STEP = 5, 2
 USAGE = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 140}
@@ -89,42 +86,25 @@ def make_agent() -> Any:
 
 def worker(arm: str, runs: int) -> list[tuple[float, float]]:
     from agents import Runner, set_trace_processors
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Discard(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
 
     set_trace_processors([])  # no export to OpenAI's trace backend, in every arm
-    tracer_provider = TracerProvider()
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
+    tracer_provider, meter_provider = _framework_bench.pipeline(arm)
     if arm == "llmmeter":
         from llmmeter.frameworks.openai_agents import OpenAIAgentsInstrumentor
         from llmmeter.instrumentors.openai import OpenAIInstrumentor
-        from llmmeter.pipeline import configure
 
-        configure(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False)
-        tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
         OpenAIAgentsInstrumentor().instrument()
-    else:
-        tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
-        if arm == "openinference":
-            from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor as OI
+    elif arm == "openinference":
+        from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor as OI
 
-            OI().instrument(tracer_provider=tracer_provider)
-        elif arm == "openllmetry":
-            from opentelemetry.instrumentation.openai_agents import OpenAIAgentsInstrumentor as OL
+        OI().instrument(tracer_provider=tracer_provider)
+    elif arm == "openllmetry":
+        from opentelemetry.instrumentation.openai_agents import OpenAIAgentsInstrumentor as OL
 
-            OL().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        elif arm != "bare":
-            raise ValueError(arm)
+        OL().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    elif arm != "bare":
+        raise ValueError(arm)
     agent, state = make_agent()
 
     async def one() -> None:
@@ -133,14 +113,13 @@ def worker(arm: str, runs: int) -> list[tuple[float, float]]:
         result = await Runner.run(agent, "go", max_turns=STEPS + 2)
         assert result.final_output == "done", result.final_output
 
-    async def main() -> list[float]:
-        for _ in range(3):  # warm-up: imports, tokenizer, first-call caches
+    async def main() -> list[tuple[float, float]]:
+        for _ in range(_framework_bench.WARM_UP):
             await one()
-        times = []
+        times = _framework_bench.Times()
         for _ in range(runs):
-            wall, cpu = time.perf_counter_ns(), time.process_time_ns()
-            await one()
-            times.append(((time.perf_counter_ns() - wall) / 1e3, (time.process_time_ns() - cpu) / 1e3))
+            with times.run():
+                await one()
         return times
 
     out = asyncio.run(main())
@@ -148,50 +127,8 @@ def worker(arm: str, runs: int) -> list[tuple[float, float]]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40, help="timed runs per arm per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.rounds = 5, 1
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.runs)))
-        return 0
-    samples: dict[str, list[list[float]]] = {arm: [] for arm in ARMS}
-    for r in range(args.rounds):
-        order = ARMS[r % len(ARMS):] + ARMS[: r % len(ARMS)]
-        for arm in order:
-            out = subprocess.run([sys.executable, __file__, "--worker", arm, "--runs", str(args.runs)],
-                                 check=True, capture_output=True, text=True)
-            samples[arm].extend(json.loads(out.stdout.strip().splitlines()[-1]))
-    result: dict[str, Any] = {
-        "what": f"OpenAI Agents SDK run: {STEPS} steps x {TOOLS_PER_STEP} tools + final answer, in-process transport",
-        "runs_per_arm": len(samples["bare"]),
-        "python": sys.version.split()[0],
-    }
-    # wall: what a user waits (noisy on a shared machine); cpu: the process's CPU time (incl. export threads)
-    for index, clock in enumerate(("wall", "cpu")):
-        median = {arm: statistics.median(s[index] for s in v) for arm, v in samples.items()}
-        added = {arm: median[arm] - median["bare"] for arm in ARMS}
-        result[clock] = {
-            "median_run_us": {a: round(v, 1) for a, v in median.items()},
-            "added_per_step_us": {a: round(added[a] / STEPS, 1) for a in ARMS if a != "bare"},
-            "ratio_to_bare": {a: round(median[a] / median["bare"], 3) for a in ARMS if a != "bare"},
-            "llmmeter_added_over_other_added": {
-                a: (round(added["llmmeter"] / added[a], 3) if added[a] > 0 else None)
-                for a in ("openinference", "openllmetry")
-            },
-        }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_framework_bench.main(
+        __file__, __doc__, worker,
+        f"OpenAI Agents SDK run: {STEPS} steps x {TOOLS_PER_STEP} tools + final answer, in-process transport",
+        steps=STEPS, runs=40, quick_runs=5, out=DEFAULT_OUT))

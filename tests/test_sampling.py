@@ -17,15 +17,13 @@ from conftest import Telemetry
 from guard_support import CountingServer, chat, guarded
 from llmmeter import names
 from llmmeter.errors import AgentLoopDetected
-from llmmeter.processor import LLMMeterSpanProcessor
 from llmmeter.sampling import RecordGenAISampler, record_genai_spans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
+from pipeline_support import sampled_pipeline
 
 CALLS = 100
 RATE = 0.1
@@ -51,16 +49,8 @@ def make_pipeline() -> Iterator[Any]:
     made: list[Telemetry] = []
 
     def make(sampler: Sampler) -> tuple[Telemetry, AllEnded]:
-        exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-        meter_provider = MeterProvider(metric_readers=[reader])
-        tracer_provider = TracerProvider(sampler=sampler)
-        processor = LLMMeterSpanProcessor(meter_provider=meter_provider)
-        tracer_provider.add_span_processor(processor)
-        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
         seen = AllEnded()
-        tracer_provider.add_span_processor(seen)
-        record_genai_spans(tracer_provider)  # what llmmeter.configure() and the distro do
-        tel = Telemetry(tracer_provider, meter_provider, exporter, reader, processor)
+        tel = Telemetry(**sampled_pipeline(sampler, seen))
         made.append(tel)
         return tel, seen
 

@@ -13,6 +13,18 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from crew_support import CREWAI_QUIET
 
 os.environ.update(CREWAI_QUIET)
+
+
+@pytest.fixture
+def tel(telemetry):
+    """The ``telemetry`` pipeline with llmmeter's CrewAI instrumentor on it, undone afterwards."""
+    # imported here, as the test modules do, only once CREWAI_QUIET is in the environment
+    from guard_support import framework_instrumented
+    from llmmeter.frameworks.crewai import CrewAIInstrumentor
+
+    with framework_instrumented(telemetry, CrewAIInstrumentor()) as instrumented:
+        yield instrumented

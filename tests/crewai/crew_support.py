@@ -9,11 +9,15 @@ tokens and echoes the requested model, so each call's price is known from the pu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from llmmeter import names
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from pipeline_support import sampled_pipeline
 from replay_server import Reply, scripted
 
 # Set by tests/crewai/conftest.py before CrewAI is imported (why each: that file's docstring).
@@ -167,3 +171,20 @@ def make_hierarchical_crew(server: Any, name: str = "managed crew", **crew_kwarg
     task = Task(description="Find the weather in Paris.", expected_output="The weather.")
     return Crew(agents=[researcher, writer], tasks=[task], process=Process.hierarchical, manager_llm=llm("gpt-4.1"),
                 name=name, **crew_kwargs)
+
+
+def by_op(tel: Any, op: str) -> list[Any]:
+    """The exported spans of one ``gen_ai.operation.name``."""
+    return [s for s in tel.spans() if s.attributes.get(names.OPERATION) == op]
+
+
+@contextmanager
+def always_off_telemetry(telemetry: Any) -> Iterator[Any]:
+    """The ``telemetry`` fixture's shape (tests/conftest.py) on a pipeline whose sampler exports nothing
+    (tests/pipeline_support.py), shut down afterwards."""
+    tel = dataclasses.replace(telemetry, **sampled_pipeline(ALWAYS_OFF))
+    try:
+        yield tel
+    finally:
+        tel.tracer_provider.shutdown()
+        tel.meter_provider.shutdown()

@@ -9,40 +9,21 @@ gpt-4o-mini call is 200 * 0.15e-6 + 20 * 0.60e-6 = $0.000042 and one gpt-4.1 cal
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 
 import pytest
-from crew_support import COMPLETION, CREWAI_QUIET, PROMPT, crew_server, make_crew
+from crew_support import COMPLETION, CREWAI_QUIET, PROMPT, always_off_telemetry, by_op, crew_server, make_crew
 from guard_support import framework_instrumented
 from llmmeter import AgentLoopDetected, names
 from llmmeter.frameworks import clear_agent_guards, guards, set_agent_guard
 from llmmeter.frameworks import crewai as crewai_instrumentation
 from llmmeter.frameworks.crewai import CrewAIInstrumentor
 from llmmeter.instrumentors._wrap import is_ours
-from llmmeter.processor import LLMMeterSpanProcessor
-from llmmeter.sampling import record_genai_spans
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from replay_server import Reply, scripted
 
 MINI_USD = 200 * 0.15e-6 + 20 * 0.60e-6
 GPT41_USD = 200 * 2e-6 + 20 * 8e-6
-
-
-@pytest.fixture
-def tel(telemetry):
-    with framework_instrumented(telemetry, CrewAIInstrumentor()) as instrumented:
-        yield instrumented
-
-
-def by_op(tel, op):
-    return [s for s in tel.spans() if s.attributes.get(names.OPERATION) == op]
 
 
 def test_crew_is_a_run_with_agent_runs_tool_spans_and_each_call_priced_once(tel):
@@ -325,16 +306,7 @@ def test_uninstrument_restores_every_method_and_leaves_model_calls_priced(tel):
 
 def test_exact_under_an_always_off_sampler(telemetry):
     """Nothing is exported, yet the cost, the run totals and the guard see every call (llmmeter.sampling)."""
-    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
-    processor = LLMMeterSpanProcessor(meter_provider=meter_provider)
-    tracer_provider.add_span_processor(processor)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    record_genai_spans(tracer_provider)
-    tel = dataclasses.replace(telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider,
-                              exporter=exporter, reader=reader, processor=processor)  # tests/conftest.py's shape
-    try:
+    with always_off_telemetry(telemetry) as tel:
         with framework_instrumented(tel, CrewAIInstrumentor()):
             with crew_server(steps=1) as server:
                 make_crew(server).kickoff()
@@ -349,9 +321,6 @@ def test_exact_under_an_always_off_sampler(telemetry):
         assert tel.metric_total(names.METRIC_AGENT_RUN_COST, **{names.AGENT_NAME: "weather crew",
                                                                 names.AGENT_FRAMEWORK: "crewai"}) \
             == pytest.approx(2 * MINI_USD + GPT41_USD + 2 * MINI_USD)  # both crew runs, the stopped one too
-    finally:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
 
 
 LAZY = """

@@ -11,36 +11,17 @@ researcher's tool call and answer (gpt-4o-mini) and the writer's answer (gpt-4.1
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
-from crew_support import crew_server, make_crew
+from crew_support import always_off_telemetry, by_op, crew_server, make_crew
 from guard_support import framework_instrumented
 from llmmeter import AgentLoopDetected, names
 from llmmeter.frameworks import set_agent_guard
 from llmmeter.frameworks.crewai import CrewAIInstrumentor
-from llmmeter.processor import LLMMeterSpanProcessor
-from llmmeter.sampling import record_genai_spans
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 MINI_USD = 200 * 0.15e-6 + 20 * 0.60e-6
 GPT41_USD = 200 * 2e-6 + 20 * 8e-6
 CREW_USD = 2 * MINI_USD + GPT41_USD
-
-
-@pytest.fixture
-def tel(telemetry):
-    with framework_instrumented(telemetry, CrewAIInstrumentor()) as instrumented:
-        yield instrumented
-
-
-def by_op(tel, op):
-    return [s for s in tel.spans() if s.attributes.get(names.OPERATION) == op]
 
 
 def weather_flow(server, **flow_kwargs):
@@ -300,16 +281,7 @@ def test_a_flow_paused_for_human_feedback_and_resumed_is_two_runs_with_the_same_
 
 def test_flow_totals_and_guard_are_exact_under_an_always_off_sampler(telemetry):
     """Nothing is exported, yet the cost, the flow's run cost and its guard see every call (llmmeter.sampling)."""
-    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
-    processor = LLMMeterSpanProcessor(meter_provider=meter_provider)
-    tracer_provider.add_span_processor(processor)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    record_genai_spans(tracer_provider)
-    tel = dataclasses.replace(telemetry, tracer_provider=tracer_provider, meter_provider=meter_provider,
-                              exporter=exporter, reader=reader, processor=processor)  # tests/conftest.py's shape
-    try:
+    with always_off_telemetry(telemetry) as tel:
         with framework_instrumented(tel, CrewAIInstrumentor()):
             with crew_server(steps=1) as server:
                 assert weather_flow(server).kickoff() == "sunny"
@@ -325,6 +297,3 @@ def test_flow_totals_and_guard_are_exact_under_an_always_off_sampler(telemetry):
             GPT41_USD + CREW_USD)
         assert tel.metric_total(names.METRIC_AGENT_RUN_COST, **{names.AGENT_NAME: "LoopingFlow"}) == pytest.approx(
             2 * CREW_USD + MINI_USD)
-    finally:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()

@@ -14,26 +14,14 @@ import asyncio
 import json
 
 import pytest
-from crew_support import ASK, DELEGATE, DELEGATION_ARGUMENTS, make_hierarchical_crew, manager_server
-from guard_support import framework_instrumented
+from crew_support import ASK, DELEGATE, DELEGATION_ARGUMENTS, by_op, make_hierarchical_crew, manager_server
 from llmmeter import AgentLoopDetected, names
 from llmmeter.frameworks import set_agent_guard
-from llmmeter.frameworks.crewai import CrewAIInstrumentor
 from replay_server import Reply, scripted
 
 MINI_USD = 200 * 0.15e-6 + 20 * 0.60e-6
 GPT41_USD = 200 * 2e-6 + 20 * 8e-6
 MANAGER = "Crew Manager"  # the role CrewAI 1.15 gives the manager it builds (crewai/translations/en.json)
-
-
-@pytest.fixture
-def tel(telemetry):
-    with framework_instrumented(telemetry, CrewAIInstrumentor()) as instrumented:
-        yield instrumented
-
-
-def by_op(tel, op):
-    return [s for s in tel.spans() if s.attributes.get(names.OPERATION) == op]
 
 
 @pytest.mark.parametrize("delegation", [DELEGATE, ASK])

@@ -39,10 +39,12 @@ CrewAI's own telemetry keeps its own ``TracerProvider`` and never sets the globa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -123,6 +125,34 @@ async def _run_async(handle: _runs.RunHandle | None, wrapped: Any, args: Any, kw
     return result
 
 
+def _close_span(span: trace.Span, ctx: Any, token: Any, error: BaseException | None, failure: Any = None) -> None:
+    """Ends a step or tool span made current by its wrapper; ``error`` / ``failure`` mark it failed."""
+    try:
+        if otel_context.get_current() is ctx:
+            otel_context.detach(token)
+        if error is not None:
+            span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        elif failure is not None:  # CrewAI caught the tool's error and handed it to the model as the result
+            reason = getattr(getattr(failure, "reason", None), "value", None) or "tool_error"
+            span.set_attribute(names.ERROR_TYPE, str(reason))
+            span.set_status(Status(StatusCode.ERROR, str(reason)))
+        span.end()
+    except Exception:
+        _log.debug("llmmeter: could not end a crewai span", exc_info=True)
+
+
+@contextlib.contextmanager
+def _marked(marker_var: contextvars.ContextVar[int | None], instance: Any) -> Iterator[None]:
+    """Marks ``instance`` as running in this context while its run runs: the same object's wrapped method called
+    again from inside (a retry, ``kickoff`` -> ``kickoff_async``, a reentrant flow kickoff) stays in that run."""
+    marker = marker_var.set(id(instance))
+    try:
+        yield
+    finally:
+        marker_var.reset(marker)
+
+
 # --- crews -----------------------------------------------------------------------------------------
 
 
@@ -163,15 +193,16 @@ def _task_run(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _
     return _start(_text(getattr(instance, "role", None), "agent"), attributes)
 
 
-def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _state.enabled or _in_task.get() == id(instance):
-        return wrapped(*args, **kwargs)
+@contextlib.contextmanager
+def _task_scope(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[_runs.RunHandle | None]:
+    """One agent task's run (yielded, for the sync or async runner), current as ``_task_run_current`` so a task
+    started inside it is known as delegated work; a hard stop of this task is kept on the task that delegated it."""
     delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
     handle = _task_run(instance, args, kwargs)
     marker = _in_task.set(id(instance))
     run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
     try:
-        return _run_sync(handle, wrapped, args, kwargs)
+        yield handle
     except AgentLoopDetected as refusal:
         if delegator is not None:
             _delegation_stopped(delegator, refusal)
@@ -179,24 +210,20 @@ def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwarg
     finally:
         _task_run_current.reset(run_marker)
         _in_task.reset(marker)
+
+
+def _wrap_execute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not _state.enabled or _in_task.get() == id(instance):
+        return wrapped(*args, **kwargs)
+    with _task_scope(instance, args, kwargs) as handle:
+        return _run_sync(handle, wrapped, args, kwargs)
 
 
 async def _wrap_aexecute_task(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_task.get() == id(instance):
         return await wrapped(*args, **kwargs)
-    delegator = _task_run_current.get()  # set: this task runs inside another agent's task (delegated work)
-    handle = _task_run(instance, args, kwargs)
-    marker = _in_task.set(id(instance))
-    run_marker = _task_run_current.set(handle.run if handle is not None else delegator)
-    try:
+    with _task_scope(instance, args, kwargs) as handle:
         return await _run_async(handle, wrapped, args, kwargs)
-    except AgentLoopDetected as refusal:
-        if delegator is not None:
-            _delegation_stopped(delegator, refusal)
-        raise
-    finally:
-        _task_run_current.reset(run_marker)
-        _in_task.reset(marker)
 
 
 # --- a hard stop inside a delegated task stops the delegating agent --------------------------------
@@ -263,27 +290,23 @@ def _inside_event_loop() -> bool:
     return True
 
 
+def _agent_run(instance: Any) -> _runs.RunHandle | None:
+    return _start(_text(getattr(instance, "role", None), "agent"), _identity(instance))
+
+
 def _wrap_agent_kickoff(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # Inside an event loop CrewAI's Agent.kickoff returns kickoff_async's coroutine: that one is the run.
     if not _state.enabled or _in_kickoff.get() == id(instance) or _inside_event_loop():
         return wrapped(*args, **kwargs)
-    handle = _start(_text(getattr(instance, "role", None), "agent"), _identity(instance))
-    marker = _in_kickoff.set(id(instance))
-    try:
-        return _run_sync(handle, wrapped, args, kwargs)
-    finally:
-        _in_kickoff.reset(marker)
+    with _marked(_in_kickoff, instance):
+        return _run_sync(_agent_run(instance), wrapped, args, kwargs)
 
 
 async def _wrap_agent_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _state.enabled or _in_kickoff.get() == id(instance):
         return await wrapped(*args, **kwargs)
-    handle = _start(_text(getattr(instance, "role", None), "agent"), _identity(instance))
-    marker = _in_kickoff.set(id(instance))
-    try:
-        return await _run_async(handle, wrapped, args, kwargs)
-    finally:
-        _in_kickoff.reset(marker)
+    with _marked(_in_kickoff, instance):
+        return await _run_async(_agent_run(instance), wrapped, args, kwargs)
 
 
 # --- flows -----------------------------------------------------------------------------------------
@@ -323,12 +346,8 @@ async def _wrap_flow_kickoff_async(wrapped: Any, instance: Any, args: tuple[Any,
     # loop) and Flow.akickoff awaits it: wrapping it alone makes every entry point one run.
     if _flow_passthrough(instance, args, kwargs):
         return await wrapped(*args, **kwargs)
-    handle = _flow_run(instance)
-    marker = _in_flow.set(id(instance))
-    try:
-        return await _run_async(handle, wrapped, args, kwargs)
-    finally:
-        _in_flow.reset(marker)
+    with _marked(_in_flow, instance):
+        return await _run_async(_flow_run(instance), wrapped, args, kwargs)
 
 
 async def _wrap_flow_resume_async(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -336,12 +355,8 @@ async def _wrap_flow_resume_async(wrapped: Any, instance: Any, args: tuple[Any, 
     # in another process, is a run of its own under the same name (Flow.resume runs this coroutine too).
     if not _state.enabled or _flow_internal(instance) or _in_flow.get() == id(instance):
         return await wrapped(*args, **kwargs)
-    handle = _flow_run(instance)
-    marker = _in_flow.set(id(instance))
-    try:
-        return await _run_async(handle, wrapped, args, kwargs)
-    finally:
-        _in_flow.reset(marker)
+    with _marked(_in_flow, instance):
+        return await _run_async(_flow_run(instance), wrapped, args, kwargs)
 
 
 def _step_failed(error: BaseException) -> bool:
@@ -371,15 +386,7 @@ async def _wrap_flow_execute_method(wrapped: Any, instance: Any, args: tuple[Any
         error = exc
         raise
     finally:
-        try:
-            if otel_context.get_current() is ctx:
-                otel_context.detach(token)
-            if error is not None and _step_failed(error):
-                span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            span.end()
-        except Exception:
-            _log.debug("llmmeter: could not end a crewai flow step span", exc_info=True)
+        _close_span(span, ctx, token, error if error is not None and _step_failed(error) else None)
 
 
 # --- tools -----------------------------------------------------------------------------------------
@@ -428,20 +435,25 @@ def _open_tool(name: str, arguments: Any, call_id: str | None) -> tuple[trace.Sp
     return span, ctx, otel_context.attach(ctx)
 
 
-def _close_tool(span: trace.Span, ctx: Any, token: Any, error: BaseException | None, failure: Any = None) -> None:
+class _ToolOutcome:
+    """What :func:`_tool_scope` closes the span with when the tool returned: ``failure`` is set by the native
+    path when CrewAI caught the tool's error and handed it to the model as the result."""
+
+    failure: Any = None
+
+
+@contextlib.contextmanager
+def _tool_scope(opened: tuple[trace.Span, Any, Any]) -> Iterator[_ToolOutcome]:
+    """The tool's ``execute_tool`` span (opened by :func:`_open_tool`) ended when the tool returns or raises; a
+    hard stop of work the tool delegated (a coworker's task) marks the span as failed with that refusal."""
+    before = _stop_before()
+    outcome = _ToolOutcome()
     try:
-        if otel_context.get_current() is ctx:
-            otel_context.detach(token)
-        if error is not None:
-            span.set_attribute(names.ERROR_TYPE, type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-        elif failure is not None:  # CrewAI caught the tool's error and handed it to the model as the result
-            reason = getattr(getattr(failure, "reason", None), "value", None) or "tool_error"
-            span.set_attribute(names.ERROR_TYPE, str(reason))
-            span.set_status(Status(StatusCode.ERROR, str(reason)))
-        span.end()
-    except Exception:
-        _log.debug("llmmeter: could not end a crewai tool span", exc_info=True)
+        yield outcome
+    except BaseException as exc:
+        _close_span(*opened, exc)
+        raise
+    _close_span(*opened, _delegated_refusal(before), outcome.failure)
 
 
 def _wrap_native_tool_call(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -452,13 +464,9 @@ def _wrap_native_tool_call(wrapped: Any, instance: Any, args: tuple[Any, ...], k
     except Exception:
         _log.debug("llmmeter: crewai tool call not instrumented", exc_info=True)
         return wrapped(*args, **kwargs)
-    before = _stop_before()
-    try:
+    with _tool_scope(opened) as outcome:
         result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _close_tool(*opened, exc)
-        raise
-    _close_tool(*opened, _delegated_refusal(before), result.get("tool_failure") if isinstance(result, dict) else None)
+        outcome.failure = result.get("tool_failure") if isinstance(result, dict) else None
     return result
 
 
@@ -470,46 +478,32 @@ def _react_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any
     return name, _arguments(getattr(calling, "arguments", None)), None
 
 
-def _wrap_tool_use(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _open_react(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[trace.Span, Any, Any] | None:
+    """The span of a ReAct tool use, or None when the model named no usable tool (or opening it failed)."""
     if not _state.enabled:
-        return wrapped(*args, **kwargs)
+        return None
     try:
         call = _react_call(args, kwargs)
-        opened = _open_tool(*call) if call is not None else None
+        return _open_tool(*call) if call is not None else None
     except Exception:
         _log.debug("llmmeter: crewai tool use not instrumented", exc_info=True)
-        opened = None
+        return None
+
+
+def _wrap_tool_use(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    opened = _open_react(args, kwargs)
     if opened is None:
         return wrapped(*args, **kwargs)
-    before = _stop_before()
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _close_tool(*opened, exc)
-        raise
-    _close_tool(*opened, _delegated_refusal(before))
-    return result
+    with _tool_scope(opened):
+        return wrapped(*args, **kwargs)
 
 
 async def _wrap_tool_ause(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if not _state.enabled:
-        return await wrapped(*args, **kwargs)
-    try:
-        call = _react_call(args, kwargs)
-        opened = _open_tool(*call) if call is not None else None
-    except Exception:
-        _log.debug("llmmeter: crewai tool use not instrumented", exc_info=True)
-        opened = None
+    opened = _open_react(args, kwargs)
     if opened is None:
         return await wrapped(*args, **kwargs)
-    before = _stop_before()
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _close_tool(*opened, exc)
-        raise
-    _close_tool(*opened, _delegated_refusal(before))
-    return result
+    with _tool_scope(opened):
+        return await wrapped(*args, **kwargs)
 
 
 # Checked against crewai 1.15.30's source. A release without one of these loses that piece, logged once.
