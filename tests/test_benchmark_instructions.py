@@ -76,8 +76,10 @@ def test_instrumenting_adds_instructions_and_the_replay_is_counted_apart(result:
         assert arms["llmmeter"]["modes"][mode]["deferred"] > bare["deferred"] + 10_000 * 3
         for name in ("openai_v2", "llmmeter_no_processor"):
             assert abs(arms[name]["modes"][mode]["deferred"] - bare["deferred"]) < 500, (name, mode)
-        # The span processor's own on_start/on_end run on the calling thread.
-        assert arms["llmmeter"]["modes"][mode]["app"] > arms["llmmeter_no_processor"]["modes"][mode]["app"]
+        # The span processor's work shows in the whole process. (Its on_start/on_end on the calling thread,
+        # ~20-30k instructions per call, is within a 3-call quick run's spread between two arms: not asserted.)
+        assert (arms["llmmeter"]["modes"][mode]["total"]
+                > arms["llmmeter_no_processor"]["modes"][mode]["total"] + 10_000 * 3)
 
 
 def test_added_and_ratios_are_derived_from_the_counts(result: dict[str, Any]) -> None:
