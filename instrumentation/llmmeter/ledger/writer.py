@@ -236,12 +236,7 @@ class LedgerWriter:
                 raise
         except Exception as error:
             self.dropped[REASON_WRITE_FAILED] += len(rows) + len(outcomes)
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except Exception:
-                    pass
-                self._conn = None
+            self._disconnect()
             if not self._warned:
                 self._warned = True
                 _log.warning(
@@ -273,12 +268,16 @@ class LedgerWriter:
             thread.join(timeout_s)
         self.flush()
         with self._write_lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except Exception:
-                    pass
-                self._conn = None
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        """Close the connection, quietly (after a failed write it may be unusable): the next write reopens."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
 
     def dropped_observations(self) -> Iterable[tuple[int, dict[str, str]]]:
         return [(count, {names.LABEL_LEDGER_REASON: reason}) for reason, count in self.dropped.items()]
